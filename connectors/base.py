@@ -1,0 +1,69 @@
+"""The two small protocols every connector implements.
+
+A source is built from a URI plus options and does no I/O until ``open``. It hands out either
+*raw* rows (bytes to decode, ``kind == "raw"``, schema ``engine.types.RAW_SCHEMA``) or *typed*
+rows (``kind == "typed"``: Arrow columns plus ``offset``), never Python objects.
+A sink receives typed rows (hidden ``__`` columns already removed) within epochs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import pyarrow as pa
+
+from engine.types import Epoch, Offsets
+
+
+class Source(Protocol):
+    """Where records come from: a file, stdin, the demo generator."""
+
+    name: str  # stable: keys offsets, metrics and error rows
+    kind: Literal["raw", "typed"]
+    format: str | None  # "json" | "csv" for raw sources; None for typed ones
+    bounded: bool  # True if poll() eventually returns None (a file, stdin, demo with rows=N)
+
+    def open(self, resume: Offsets | None) -> None:
+        """Start reading just after ``resume``, or at the configured start if None.
+
+        Derive every bit of position state from ``resume``, never from ``__init__``.
+        """
+
+    def poll(self, max_rows: int, timeout_s: float) -> pa.RecordBatch | None:
+        """Rows ready now (at most ``max_rows``), an empty batch if none, None once exhausted.
+
+        Never sleeps longer than ``timeout_s``.
+        """
+
+    def schema(self) -> pa.Schema | None:
+        """For typed sources: the Arrow schema of the rows (without ``offset``). Raw: None."""
+
+    def sample(self, max_rows: int) -> list[bytes]:
+        """For raw sources: up to ``max_rows`` payloads from the start, for schema discovery.
+
+        Must not change the position that ``open``/``poll`` use.
+        """
+
+    def offsets(self) -> Offsets:
+        """Position *after* the last row poll() returned. Goes into the checkpoint."""
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Where result and error rows go: a file, stdout."""
+
+    name: str
+
+    def open(self, schema: pa.Schema, last_committed: Epoch | None) -> None: ...
+
+    def write(self, epoch: Epoch, batch: pa.Table) -> None:
+        """Stage rows for ``epoch``."""
+
+    def commit(self, epoch: Epoch) -> None:
+        """Make ``epoch`` visible. Committing an epoch twice is a no-op."""
+
+    def abort(self, epoch: Epoch) -> None:
+        """Throw away whatever ``epoch`` staged."""
+
+    def close(self) -> None: ...
