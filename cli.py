@@ -1,0 +1,336 @@
+"""duckstream's command line: a thin layer over ``engine`` and ``connectors``.
+
+    duckstream run PROGRAM.sql [--source [NAME=]URI]... [--sink [NAME=]URI]... [--errors URI] ...
+    duckstream explain PROGRAM.sql
+    duckstream check PROGRAM.sql
+
+A user's mistake (in the program, an option, a URI) prints one line naming where it is and exits
+with code 2; a bad record under ``--strict`` exits with 1. Anything else is a bug: a traceback
+and a request to report it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import pyarrow as pa
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.errors import ConnectorError, DuckstreamError
+from engine.plan.logical import Program
+from engine.plan.planner import PlanOptions, compile_program
+
+app = typer.Typer(
+    name="duckstream",
+    help="Continuous SQL over streams: event-time windows (TUMBLE, HOP, CUMULATE, SESSION), evaluated in DuckDB.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+_NAMED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
+SAMPLE_ROWS = 200
+
+SourceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--source", "-s", help="[NAME=]URI to read a stream from: a path, file:PATH, - (stdin), demo:ticker."),
+]
+SinkOpt = Annotated[
+    list[str] | None,
+    typer.Option("--sink", "-o", help="[NAME=]URI to write a result to: a path (.jsonl .csv .parquet), file:PATH, - (stdout)."),
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show a traceback for errors.")]
+
+
+class _Bindings:
+    """``--source``/``--sink`` values split into named ones and at most one unnamed one."""
+
+    def __init__(self, values: list[str] | None, option: str) -> None:
+        self.named: dict[str, str] = {}
+        self.unnamed: list[str] = []
+        self.option = option
+        for value in values or []:
+            m = _NAMED.match(value)
+            if m:
+                if m.group(1).lower() in self.named:
+                    raise ConnectorError(f"{option} {m.group(1)} is given twice", where=option)
+                self.named[m.group(1).lower()] = m.group(2)
+            else:
+                self.unnamed.append(value)
+        if len(self.unnamed) > 1:
+            raise ConnectorError(
+                f"{len(self.unnamed)} unnamed values; name them as NAME=URI", where=option
+            )
+
+
+def _fail(err: DuckstreamError, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False) if sys.stderr.isatty() else print(
+        f"error: {err}", file=sys.stderr
+    )
+    raise typer.Exit(err.exit_code)
+
+
+def _guard(debug: bool, body: Callable[[], None]) -> None:
+    try:
+        body()
+    except DuckstreamError as err:
+        _fail(err, debug)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _read_program(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DuckstreamError(f"no such file: {path}", where="PROGRAM") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DuckstreamError(f"cannot read {path}: {err}", where="PROGRAM") from None
+
+
+def _compile(path: Path, sources: _Bindings, lateness_us: int = 0) -> tuple[Program, dict[str, Any]]:
+    """Compile a program, discovering the schema of undeclared streams from their sources."""
+    from connectors import open_source
+    from engine.formats.discover import discover_schema
+
+    text = _read_program(path)
+    opened: dict[str, Any] = {}
+
+    def resolve(name: str) -> pa.Schema | None:
+        uri = sources.named.get(name.lower())
+        if uri is None and sources.unnamed and not any(k in opened for k in ("<unnamed>",)):
+            uri = sources.unnamed[0]
+            opened["<unnamed>"] = name.lower()
+        if uri is None:
+            return None
+        source = open_source(uri, name, where=f"--source {name}")
+        opened[name.lower()] = source
+        schema = source.schema()
+        if schema is not None:
+            return schema
+        return discover_schema(source.sample(SAMPLE_ROWS), source.format or "json", getattr(source, "csv_options", None))
+
+    program = compile_program(text, str(path), resolve, PlanOptions(allowed_lateness_us=lateness_us))
+    return program, opened
+
+
+def _bind_sources(program: Program, sources: _Bindings, opened: dict[str, Any]) -> dict[str, Any]:
+    from connectors import open_source
+
+    bound: dict[str, Any] = {}
+    unbound = []
+    for key in program.sources:
+        stream = program.streams[key]
+        if key in opened:
+            bound[key] = opened[key]
+        elif key in sources.named:
+            bound[key] = open_source(sources.named[key], stream.name, where=f"--source {stream.name}")
+        elif stream.connector:
+            bound[key] = open_source(None, stream.name, options=stream.options, where=stream.where)
+        else:
+            unbound.append(key)
+    if unbound and sources.unnamed and opened.get("<unnamed>") is None and len(unbound) == 1:
+        key = unbound.pop()
+        bound[key] = open_source(sources.unnamed[0], program.streams[key].name, where="--source")
+    elif sources.unnamed and opened.get("<unnamed>") is None and not unbound:
+        raise ConnectorError("every stream already has a source: name it as NAME=URI", where="--source")
+    if unbound:
+        names = ", ".join(program.streams[k].name for k in unbound)
+        raise ConnectorError(f"no source for {names}: give --source NAME=URI", where="--source")
+    extra = set(sources.named) - set(program.sources)
+    if extra:
+        raise ConnectorError(
+            f"{sorted(extra)[0]!r} is not a stream this program reads (it reads {', '.join(program.streams[k].name for k in program.sources)})",
+            where="--source",
+        )
+    return bound
+
+
+def _bind_sinks(program: Program, sinks: _Bindings) -> dict[str, Any]:
+    from connectors import open_sink
+
+    bound: dict[str, Any] = {}
+    free = []
+    for output in program.outputs:
+        stream = program.streams[output.stream]
+        if output.name.lower() in sinks.named:
+            bound[output.stream] = open_sink(sinks.named[output.name.lower()], output.name, where=f"--sink {output.name}")
+        elif stream.connector:
+            bound[output.stream] = open_sink(None, output.name, options=stream.options, where=stream.where)
+        else:
+            free.append(output)
+    if sinks.unnamed:
+        if len(free) != 1:
+            names = ", ".join(o.name for o in free) or "none left"
+            raise ConnectorError(f"the program has several results ({names}): name them as NAME=URI", where="--sink")
+        bound[free[0].stream] = open_sink(sinks.unnamed[0], free[0].name, where="--sink")
+        free = []
+    for output in free:
+        bound[output.stream] = open_sink("-", output.name, where="stdout")
+    extra = set(sinks.named) - {o.name.lower() for o in program.outputs}
+    if extra:
+        raise ConnectorError(
+            f"{sorted(extra)[0]!r} is not a result of this program (results: {', '.join(o.name for o in program.outputs)})",
+            where="--sink",
+        )
+    return bound
+
+
+def _duration(text: str | None, option: str) -> int | None:
+    if text is None:
+        return None
+    from connectors.options import parse_duration
+
+    return parse_duration(text, option)
+
+
+@app.command()
+def run(
+    program: Annotated[Path, typer.Argument(help="The .sql program to run.")],
+    source: SourceOpt = None,
+    sink: SinkOpt = None,
+    errors: Annotated[str | None, typer.Option("--errors", help="URI for error rows (default: stderr).")] = None,
+    batch_rows: Annotated[int, typer.Option("--batch-rows", min=1, help="Most rows read from a source per micro-batch.")] = 10_000,
+    batch_interval: Annotated[str, typer.Option("--batch-interval", help="Longest wait for rows when sources are quiet (250ms, 1s).")] = "200ms",
+    allowed_lateness: Annotated[str | None, typer.Option("--allowed-lateness", help="How long a closed window still accepts rows (default 0).")] = None,
+    idle_timeout: Annotated[str, typer.Option("--idle-timeout", help="After this long without records, a source's watermark follows processing time.")] = "10s",
+    no_flush: Annotated[bool, typer.Option("--no-flush", help="At the end of a bounded input, do not close the open windows.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad record instead of routing it to the error stream.")] = False,
+    max_record_size: Annotated[str, typer.Option("--max-record-size", help="Largest accepted record (bytes, or 512KiB, 1MiB).")] = "1MiB",
+    debug: DebugOpt = False,
+) -> None:
+    """Run a program until its inputs end (or forever, for an unbounded source)."""
+
+    def body() -> None:
+        from connectors import open_sink
+        from engine.runtime.loop import RunOptions, Runner
+
+        lateness = _duration(allowed_lateness, "--allowed-lateness") or 0
+        interval_us = _duration(batch_interval, "--batch-interval") or 0
+        idle_us = _duration(idle_timeout, "--idle-timeout")
+        sources = _Bindings(source, "--source")
+        sinks = _Bindings(sink, "--sink")
+        prog, opened = _compile(program, sources, lateness)
+        bound_sources = _bind_sources(prog, sources, opened)
+        bound_sinks = _bind_sinks(prog, sinks)
+        error_sink = open_sink(errors, "errors", where="--errors") if errors else _StderrErrors()
+        options = RunOptions(
+            batch_rows=batch_rows,
+            batch_interval_s=interval_us / 1e6,
+            idle_timeout_us=idle_us,
+            flush=not no_flush,
+            strict=strict,
+            max_record_bytes=_size(max_record_size),
+        )
+        stats = Runner(prog, bound_sources, bound_sinks, error_sink, options).run()
+        _summary(stats)
+
+    _guard(debug, body)
+
+
+def _size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise ConnectorError(f"{text!r} is not a size (write 1048576, 512KiB or 1MiB)", where="--max-record-size")
+    scale = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 1 << 20, "gb": 10**9, "gib": 1 << 30}
+    return int(m.group(1)) * scale[(m.group(2) or "").lower()]
+
+
+class _StderrErrors:
+    """Error rows as JSON lines on stderr (the default when --errors is not given)."""
+
+    name = "stderr"
+
+    def open(self, schema: pa.Schema, last_committed: object) -> None:
+        pass
+
+    def write(self, epoch: object, batch: pa.Table) -> None:
+        from engine.formats.encode import to_json_lines
+
+        table = batch.set_column(
+            batch.schema.get_field_index("payload"),
+            "payload",
+            pa.array([p.decode("utf-8", "replace") if p is not None else None for p in batch["payload"].to_pylist()], pa.string()),
+        )
+        sys.stderr.write(to_json_lines(table).decode())
+        sys.stderr.flush()
+
+    def commit(self, epoch: object) -> None:
+        pass
+
+    def abort(self, epoch: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _summary(stats: Any) -> None:
+    rows_in = sum(stats.rows_in.values())
+    rows_out = sum(stats.rows_out.values())
+    n_err = sum(stats.errors.values())
+    text = f"duckstream: {rows_in:,} records in, {rows_out:,} rows out, {n_err:,} error rows"
+    if n_err:
+        text += " (" + ", ".join(f"{reason}: {n:,}" for reason, n in sorted(stats.errors.items())) + ")"
+    print(text, file=sys.stderr)
+
+
+@app.command()
+def explain(
+    program: Annotated[Path, typer.Argument(help="The .sql program to explain.")],
+    source: SourceOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Print the plan: streams, the operators between them, and the DuckDB SQL each one runs."""
+
+    def body() -> None:
+        from engine.plan.explain import render
+
+        prog, _ = _compile(program, _Bindings(source, "--source"))
+        Console(highlight=False, soft_wrap=True).print(render(prog))
+
+    _guard(debug, body)
+
+
+@app.command()
+def check(
+    program: Annotated[Path, typer.Argument(help="The .sql program to check.")],
+    source: SourceOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Check a program without running it: syntax, streams, columns, types, windows."""
+
+    def body() -> None:
+        prog, _ = _compile(program, _Bindings(source, "--source"))
+        outputs = ", ".join(o.name for o in prog.outputs)
+        print(f"{program}: ok ({len(prog.operators)} operators; reads {', '.join(prog.streams[k].name for k in prog.sources)}; writes {outputs})")
+
+    _guard(debug, body)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception:  # a bug, not a user mistake
+        traceback.print_exc()
+        print("duckstream: internal error; please report it with the traceback above", file=sys.stderr)
+        sys.exit(1)
+
+
+_ = Table  # rich tables are used by the stdout sink and explain
+
+if __name__ == "__main__":
+    main()

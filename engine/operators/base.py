@@ -1,0 +1,146 @@
+"""What every operator shares: the protocol, error rows, and safe per-row evaluation.
+
+An operator has one input stream and one output stream. ``process(rows, watermark)`` takes the
+rows that arrived on its input in this tick (possibly none) and the input's watermark after them,
+and returns the rows it emits plus error rows. ``watermark`` is the operator's output watermark
+after the call. Rows carry two hidden columns: ``__seq`` (arrival position) and ``__wm`` (the
+watermark just before the row arrived, which decides lateness row by row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Protocol
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from engine.runtime.duck import run
+from engine.types import ERROR_SCHEMA, MIN_TIME, SEQ_COL, WM_COL, visible
+
+
+class Operator(Protocol):
+    """The small surface every operator kind has."""
+
+    step_id: str
+    watermark: int
+
+    def process(self, rows: pa.Table, watermark: int) -> tuple[pa.Table | None, pa.Table | None]:
+        """Take this tick's input rows and the input watermark; return (output rows, error rows)."""
+
+    def snapshot(self) -> dict:
+        """Everything needed to resume: open windows, partial aggregates, buffered rows."""
+
+    def restore(self, state: dict) -> None:
+        """Load what ``snapshot`` returned (on a fresh operator built from the same spec)."""
+
+
+def now_utc() -> dt.datetime:
+    """The current time as a naive UTC datetime (the engine's timestamp convention)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def rows_as_json(table: pa.Table) -> list[bytes]:
+    """Each row of ``table`` (visible columns) as one JSON document, for error payloads."""
+    from engine.formats.encode import to_json_lines
+
+    if table.num_rows == 0:
+        return []
+    text = to_json_lines(visible(table))
+    return [line for line in text.split(b"\n") if line]
+
+
+def error_rows(
+    table: pa.Table,
+    *,
+    stream: str,
+    step_id: str,
+    reason: str,
+    messages: list[str] | str,
+    event_times: pa.Array | None = None,
+) -> pa.Table:
+    """Error rows (``ERROR_SCHEMA``) for the rows of ``table``, one each."""
+    n = table.num_rows
+    if n == 0:
+        return ERROR_SCHEMA.empty_table()
+    seqs = table[SEQ_COL].to_pylist() if SEQ_COL in table.column_names else [None] * n
+    if isinstance(messages, str):
+        messages = [messages] * n
+    when = now_utc()
+    return pa.table(
+        {
+            "stream": pa.array([stream] * n, pa.string()),
+            "step_id": pa.array([step_id] * n, pa.string()),
+            "reason": pa.array([reason] * n, pa.string()),
+            "message": pa.array(messages, pa.string()),
+            "payload": pa.array(rows_as_json(table), pa.large_binary()),
+            "source_offset": pa.array([f"{stream}:{s}" if s is not None else None for s in seqs], pa.string()),
+            "event_time": event_times.cast(pa.timestamp("us")) if event_times is not None else pa.nulls(n, pa.timestamp("us")),
+            "detected_at": pa.array([when] * n, pa.timestamp("us")),
+        },
+        schema=ERROR_SCHEMA,
+    )
+
+
+DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.OutOfRangeException,
+    duckdb.InvalidInputException,
+    duckdb.InvalidTypeException,
+)
+
+
+def run_rows(
+    con: duckdb.DuckDBPyConnection, sql: str, name: str, table: pa.Table, *, stream: str, step_id: str
+) -> tuple[pa.Table | None, pa.Table | None]:
+    """Run a row-by-row ``sql`` over ``table``; rows that make it fail become ``eval`` error rows.
+
+    The whole batch runs at once; only when DuckDB refuses it (a cast that cannot succeed, a
+    division by zero) is the batch split in halves until the failing rows are isolated.
+    """
+    try:
+        return run(con, sql, **{name: table}), None
+    except DATA_ERRORS as err:
+        if table.num_rows == 1:
+            message = str(err).split("\n")[0]
+            return None, error_rows(table, stream=stream, step_id=step_id, reason="eval", messages=message)
+    half = table.num_rows // 2
+    outs, errs = [], []
+    for part in (table.slice(0, half), table.slice(half)):
+        out, err_rows = run_rows(con, sql, name, part, stream=stream, step_id=step_id)
+        if out is not None and out.num_rows:
+            outs.append(out)
+        if err_rows is not None:
+            errs.append(err_rows)
+    out_table = pa.concat_tables(outs) if outs else None
+    return out_table, (pa.concat_tables(errs) if errs else None)
+
+
+def with_hidden(table: pa.Table, wm: int, first_seq: int) -> pa.Table:
+    """``table`` plus ``__seq`` (counting from ``first_seq``) and ``__wm`` (all ``wm``)."""
+    n = table.num_rows
+    table = visible(table)
+    table = table.append_column(SEQ_COL, pa.array(np.arange(first_seq, first_seq + n, dtype=np.int64)))
+    return table.append_column(WM_COL, pa.array(np.full(n, wm, dtype=np.int64)))
+
+
+def fmt_us(us: int) -> str:
+    """An engine time (microseconds) as ISO-8601 UTC text, for messages."""
+    if us <= MIN_TIME:
+        return "-inf"
+    if us >= 2**63 - 1:
+        return "+inf"
+    text = (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=us)).isoformat()
+    return text.replace(".000000", "") + "Z"
+
+
+def json_default(value: object) -> object:
+    """JSON fallback used by operator snapshots."""
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return str(value)
+
+
+__all__ = ["Operator", "error_rows", "fmt_us", "json", "now_utc", "run_rows", "with_hidden"]

@@ -1,0 +1,255 @@
+"""Tumbling, hopping, cumulating and global (unwindowed) grouped aggregation.
+
+The timeline of one window ``[start, end)``::
+
+    rows with __wm < end .......... counted (on time)
+    watermark reaches end ......... EMIT FINAL: the window's rows are emitted once
+    end <= __wm < end + lateness .. still counted; a corrected row is emitted (allowed lateness)
+    __wm >= end + lateness ........ late: the row goes to the error stream for this window,
+                                    and still counts in its other windows that are open (HOP)
+
+Lateness is judged per row with the watermark *before* the row (``__wm``), so where micro-batches
+split never changes a result. State is a list of Arrow tables of state rows (partial aggregates
+per window and key, or buffered rows); it is filtered by ``__we`` when windows close.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.operators.base import error_rows, fmt_us, run_rows, with_hidden
+from engine.plan.logical import WindowAggSpec
+from engine.runtime.duck import run
+from engine.types import MAX_TIME, MIN_TIME, WM_COL
+
+COMPACT_EVERY = 16  # state tables kept before partial aggregates are merged
+
+
+class WindowAggOperator:
+    """The live side of a ``WindowAggSpec``: see the module docstring."""
+
+    def __init__(self, spec: WindowAggSpec, con: duckdb.DuckDBPyConnection) -> None:
+        self.spec, self.con, self.step_id = spec, con, spec.step_id
+        self.watermark = MIN_TIME  # output watermark (what was forwarded downstream)
+        self.input_wm = MIN_TIME
+        self.state: list[pa.Table] = []
+        self.min_end = MAX_TIME  # smallest __we in state (EMIT FINAL without lateness)
+        self.emitted: dict[tuple, tuple] = {}  # group identity -> last emitted values (diff modes)
+        self.out_seq = 0
+        self.diffing = spec.emit == "changes" or spec.allowed_lateness_us > 0
+        self.pending_we: set[int] = set()  # windows that got rows since the last emission (diff modes)
+
+    # ------------------------------------------------------------------ input
+    def process(self, rows: pa.Table, watermark: int) -> tuple[pa.Table | None, pa.Table | None]:
+        errors = None
+        if rows.num_rows:
+            state_rows, errors = self._absorb(rows)
+            if state_rows is not None and state_rows.num_rows:
+                self.state.append(state_rows)
+                self.min_end = min(self.min_end, pc.min(state_rows["__we"]).as_py())
+                if self.diffing:
+                    self.pending_we.update(pc.unique(state_rows["__we"]).to_pylist())
+                if len(self.state) > COMPACT_EVERY:
+                    self._compact()
+        self.input_wm = max(self.input_wm, watermark)
+        out = self._emit(self.input_wm)
+        return out, errors
+
+    def _absorb(self, rows: pa.Table) -> tuple[pa.Table | None, pa.Table | None]:
+        spec, lateness = self.spec, self.spec.allowed_lateness_us
+        if spec.fast_path:
+            errs = None
+            if rows[spec.time_column].null_count:
+                missing = rows.filter(pc.is_null(rows[spec.time_column]))
+                rows = rows.filter(pc.is_valid(rows[spec.time_column]))
+                errs = error_rows(missing, stream=spec.source_stream, step_id=self.step_id, reason="missing_time",
+                                  messages=f"{spec.time_column} is NULL")
+            ts = rows[spec.time_column].cast(pa.int64()).to_numpy(zero_copy_only=False)
+            ws = ts - np.mod(ts - spec.offset_us, spec.size_us)
+            we = ws + spec.size_us
+            x = rows.append_column("__ws", pa.array(ws)).append_column("__we", pa.array(we))
+            late = we + lateness <= rows[WM_COL].to_numpy(zero_copy_only=False)
+            if not late.any():
+                pre, eval_errs = run_rows(self.con, spec.fast_pre_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id)
+                return pre, _concat(errs, eval_errs)
+            if spec.fast_filter_sql:
+                x, eval_errs = run_rows(self.con, spec.fast_filter_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id)
+                errs = _concat(errs, eval_errs)
+                if x is None or x.num_rows == 0:
+                    return None, errs
+        else:
+            x, errs = run_rows(self.con, spec.expand_sql, "__input", rows, stream=spec.source_stream, step_id=self.step_id)
+            if x is None or x.num_rows == 0:
+                return None, errs
+        we_arr = x["__we"].to_numpy(zero_copy_only=False)
+        late = we_arr + lateness <= x[WM_COL].to_numpy(zero_copy_only=False)
+        if late.any():
+            errs = _concat(errs, self._late_errors(x.filter(pa.array(late)), x.filter(pa.array(~late))))
+            x = x.filter(pa.array(~late))
+        if x.num_rows == 0:
+            return None, errs
+        pre, eval_errs = run_rows(self.con, spec.pre_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id)
+        return pre, _concat(errs, eval_errs)
+
+    def _late_errors(self, late: pa.Table, kept: pa.Table) -> pa.Table:
+        """One error row per late row (a HOP row late for several windows is still one row)."""
+        spec = self.spec
+        seqs = late["__seq"].to_numpy(zero_copy_only=False)
+        _, first = np.unique(seqs, return_index=True)
+        first.sort()
+        ends = late["__we"].to_pylist()
+        starts = late["__ws"].to_pylist()
+        wms = late[WM_COL].to_pylist()
+        kept_seqs = set(kept["__seq"].to_pylist()) if kept.num_rows else set()
+        messages = []
+        for i in first:
+            window = f"[{fmt_us(starts[i])}, {fmt_us(ends[i])})" if spec.window != "global" else "the window"
+            text = f"late: window {window} closed (watermark {fmt_us(wms[i])})"
+            if seqs[i] in kept_seqs:
+                text += "; still counted in its open windows"
+            messages.append(text)
+        rows = late.take(pa.array(first))
+        cols = [c for c in rows.column_names if c not in ("__ws", "__we", "window_start", "window_end", "window_time")]
+        rows = rows.select(cols)
+        times = rows[spec.time_column] if spec.time_column in rows.column_names else None
+        return error_rows(rows, stream=spec.source_stream, step_id=self.step_id, reason="late", messages=messages,
+                          event_times=times.combine_chunks() if times is not None else None)
+
+    def _compact(self) -> None:
+        state = pa.concat_tables(self.state, promote_options="permissive")
+        if self.spec.compact_sql:
+            state = run(self.con, self.spec.compact_sql, __state=state)
+        self.state = [state]
+
+    # ------------------------------------------------------------------ output
+    def _emit(self, wm: int) -> pa.Table | None:
+        if not self.state and not self.emitted:
+            self.watermark = max(self.watermark, wm)
+            return None
+        out = self._emit_diff(wm) if self.diffing else self._emit_closed(wm)
+        if out is not None and out.num_rows:
+            out = with_hidden(out, self.watermark, self.out_seq)
+            self.out_seq += out.num_rows
+        self.watermark = max(self.watermark, wm)
+        return out if out is not None and out.num_rows else None
+
+    def _emit_closed(self, wm: int) -> pa.Table | None:
+        """EMIT FINAL without lateness: every window with end <= wm, once, then forgotten."""
+        if wm < self.min_end:
+            return None
+        state = pa.concat_tables(self.state, promote_options="permissive")
+        closing = pc.less_equal(state["__we"], wm)
+        closed = state.filter(closing)
+        rest = state.filter(pc.invert(closing))
+        self.state = [rest] if rest.num_rows else []
+        self.min_end = pc.min(rest["__we"]).as_py() if rest.num_rows else MAX_TIME
+        if closed.num_rows == 0:
+            return None
+        result = run(self.con, self.spec.final_sql, __state=closed)
+        return _drop_ids(result)
+
+    def _emit_diff(self, wm: int) -> pa.Table | None:
+        """EMIT CHANGES, or EMIT FINAL with allowed lateness: emit what changed since last time."""
+        spec, lateness = self.spec, self.spec.allowed_lateness_us
+        changes = spec.emit == "changes"
+        state = pa.concat_tables(self.state, promote_options="permissive") if self.state else None
+        if state is not None and state.num_rows:
+            we = state["__we"]
+            if changes:
+                wanted = pa.array(sorted(self.pending_we), pa.int64())
+            else:
+                closed_now = {w for w in pc.unique(we).to_pylist() if w <= wm and w > self.input_wm_prev()}
+                wanted = pa.array(sorted({w for w in self.pending_we if w <= wm} | closed_now), pa.int64())
+            candidates = state.filter(pc.is_in(we, value_set=wanted)) if len(wanted) else state.slice(0, 0)
+        else:
+            candidates = None
+        rows: list[tuple] = []
+        names: list[str] = []
+        if candidates is not None and candidates.num_rows:
+            current = run(self.con, spec.final_sql, __state=candidates)
+            names = [c for c in current.column_names if not c.startswith("__")]
+            ids = [c for c in current.column_names if c.startswith("__")]
+            id_cols = [current[c].to_pylist() for c in ids]
+            value_cols = [current[c].to_pylist() for c in names]
+            seen = set()
+            for i in range(current.num_rows):
+                ident = tuple(col[i] for col in id_cols)
+                values = tuple(col[i] for col in value_cols)
+                seen.add(ident)
+                before = self.emitted.get(ident)
+                if before == values:
+                    continue
+                self.emitted[ident] = values
+                rows.append((("update" if before is not None else "insert"), values))
+            if changes:
+                touched = set(wanted.to_pylist())
+                for ident in [k for k in self.emitted if k[1] in touched and k not in seen]:
+                    rows.append(("delete", self.emitted.pop(ident)))
+            self._schema_names = names
+            self._schema = current.select(names).schema
+        self.pending_we = {w for w in self.pending_we if w > wm} if not changes else set()
+        self._mark_input_wm(wm)
+        # evict windows that can no longer change
+        horizon = wm - lateness if wm != MAX_TIME else MAX_TIME
+        if state is not None and state.num_rows:
+            keep = pc.greater(state["__we"], horizon)
+            kept = state.filter(keep)
+            self.state = [kept] if kept.num_rows else []
+        for ident in [k for k in self.emitted if k[1] <= horizon]:
+            del self.emitted[ident]
+        if not rows:
+            return None
+        schema = self._schema
+        columns = list(zip(*[values for _, values in rows]))
+        table = pa.table({n: pa.array(list(c), schema.field(n).type) for n, c in zip(schema.names, columns)})
+        if changes:
+            table = table.add_column(0, "op", pa.array([op for op, _ in rows], pa.string()))
+        return table
+
+    _prev_wm = MIN_TIME
+
+    def input_wm_prev(self) -> int:
+        """The input watermark at the previous emission (windows closing now end after it)."""
+        return self._prev_wm
+
+    def _mark_input_wm(self, wm: int) -> None:
+        self._prev_wm = wm
+
+    # ------------------------------------------------------------------ checkpoints
+    def snapshot(self) -> dict[str, Any]:
+        state = pa.concat_tables(self.state, promote_options="permissive") if self.state else None
+        return {
+            "watermark": self.watermark,
+            "input_wm": self.input_wm,
+            "prev_wm": self._prev_wm,
+            "state": state,
+            "emitted": dict(self.emitted),
+            "out_seq": self.out_seq,
+            "pending_we": sorted(self.pending_we),
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self.watermark, self.input_wm, self._prev_wm = snap["watermark"], snap["input_wm"], snap["prev_wm"]
+        state = snap["state"]
+        self.state = [state] if state is not None and state.num_rows else []
+        self.min_end = pc.min(state["__we"]).as_py() if self.state else MAX_TIME
+        self.emitted = dict(snap["emitted"])
+        self.out_seq = snap["out_seq"]
+        self.pending_we = set(snap["pending_we"])
+
+
+def _drop_ids(table: pa.Table) -> pa.Table:
+    return table.select([c for c in table.column_names if not c.startswith("__")])
+
+
+def _concat(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return pa.concat_tables([a, b])

@@ -1,0 +1,149 @@
+"""The logical plan: streams, the operators between them, and where results go.
+
+Everything here is a frozen description (``...Def``/``...Spec``); the live objects that hold
+state are in ``engine.operators`` and ``engine.runtime``. A spec carries the DuckDB SQL its
+operator runs, so ``EXPLAIN`` can print exactly what will execute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class StreamDef:
+    """A named stream: a declared source or sink table, a view, or an intermediate result.
+
+    ``key`` is the lower-cased name used for lookups; ``name`` keeps the user's spelling.
+    ``time_column``/``delay_us``: the event-time column and its out-of-orderness from
+    ``WATERMARK FOR ts AS ts - INTERVAL ...`` (``delay_us`` may be negative for ``ts + ...``).
+    """
+
+    name: str
+    key: str
+    schema: pa.Schema
+    time_column: str | None = None
+    delay_us: int = 0
+    options: dict[str, str] = field(default_factory=dict)
+    where: str | None = None
+    declared: bool = True
+    derived: bool = False  # written by an operator (view, subquery, INSERT target)
+
+    @property
+    def connector(self) -> str | None:
+        """The WITH ('connector' = ...) value, if any."""
+        return self.options.get("connector")
+
+
+@dataclass(frozen=True)
+class OperatorSpec:
+    """Base of every operator description: a step id, one input stream and one output stream."""
+
+    step_id: str
+    input: str
+    output: str
+
+    @property
+    def kind(self) -> str:
+        """Short name of the operator kind, for EXPLAIN and metrics."""
+        return type(self).__name__.removesuffix("Spec").lower()
+
+    def sql_parts(self) -> list[tuple[str, str]]:
+        """(label, DuckDB SQL) pairs that this operator runs, for EXPLAIN."""
+        return []
+
+
+@dataclass(frozen=True)
+class StatelessSpec(OperatorSpec):
+    """Filter/project row by row: ``sql`` runs over each batch registered as ``__input``."""
+
+    sql: str = ""
+
+    def sql_parts(self) -> list[tuple[str, str]]:
+        return [("per batch", self.sql)]
+
+
+@dataclass(frozen=True)
+class WindowAggSpec(OperatorSpec):
+    """Grouped aggregation over tumbling, hopping, cumulating or global (unwindowed) windows.
+
+    Rows become ``__x`` (each row once per window it belongs to, with ``__ws``/``__we`` in
+    microseconds, after WHERE); ``pre_sql`` reduces ``__x`` to state rows (partial aggregates,
+    or the rows themselves in ``buffer`` mode); ``final_sql`` turns the state rows of some
+    windows (``__state``) into result rows; ``compact_sql`` merges state rows (partial mode).
+    """
+
+    window: str = "tumble"  # tumble | hop | cumulate | global
+    size_us: int = 0
+    slide_us: int = 0  # hop: slide; cumulate: step; tumble: == size
+    offset_us: int = 0
+    time_column: str = ""
+    expand_sql: str = ""  # __input -> __x (general path)
+    fast_path: bool = False  # tumble in partial mode: windows assigned in numpy, not SQL
+    fast_filter_sql: str | None = None  # fast path: WHERE over the batch (None: no WHERE)
+    fast_pre_sql: str = ""  # fast path: pre_sql with the WHERE folded in
+    pre_sql: str = ""
+    final_sql: str = ""
+    compact_sql: str | None = None
+    mode: str = "partial"  # partial | buffer
+    emit: str = "final"  # final | changes
+    allowed_lateness_us: int = 0
+    n_keys: int = 0
+    source_stream: str = ""  # for error rows' source_offset
+
+    def sql_parts(self) -> list[tuple[str, str]]:
+        parts = [("assign windows", self.expand_sql), (f"per batch ({self.mode})", self.pre_sql)]
+        if self.compact_sql:
+            parts.append(("compact state", self.compact_sql))
+        parts.append(("when windows close", self.final_sql))
+        return parts
+
+
+@dataclass(frozen=True)
+class SessionAggSpec(OperatorSpec):
+    """Session windows: rows of a partition key closer than ``gap_us`` share a session.
+
+    A session is ``[first, last + gap)``; sessions that touch or overlap merge. Rows of open
+    sessions are buffered; ``final_sql`` aggregates the rows of closed sessions (``__state``
+    with ``__ws``/``__we`` set per session).
+    """
+
+    gap_us: int = 0
+    time_column: str = ""
+    partition_sql: list[str] = field(default_factory=list)  # key expressions over __input
+    filter_sql: str = ""  # __input -> rows that pass WHERE, with __t (time us) and __pk* keys
+    final_sql: str = ""
+    emit: str = "final"
+    allowed_lateness_us: int = 0
+    n_keys: int = 0
+    source_stream: str = ""
+
+    def sql_parts(self) -> list[tuple[str, str]]:
+        return [("per batch", self.filter_sql), ("when sessions close", self.final_sql)]
+
+
+@dataclass(frozen=True)
+class OutputDef:
+    """A stream whose rows leave the program: an INSERT target or a bare SELECT's result."""
+
+    stream: str  # stream key
+    name: str  # what --sink NAME= matches
+    where: str | None = None
+
+
+@dataclass
+class Program:
+    """A planned program: streams, operators in run order, sources to read, outputs to write."""
+
+    text: str
+    path: str | None
+    streams: dict[str, StreamDef]
+    operators: list[OperatorSpec]
+    sources: list[str]  # stream keys read from outside
+    outputs: list[OutputDef]
+
+    def stream(self, key: str) -> StreamDef:
+        """The stream called ``key`` (case-insensitive)."""
+        return self.streams[key.lower()]

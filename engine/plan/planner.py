@@ -1,0 +1,818 @@
+"""PLAN: statements -> a logical ``Program``. Every check of a program lives here.
+
+A query becomes one operator (stateless, window aggregate or session aggregate) whose input is a
+stream; a subquery in FROM, a CTE or a view becomes a stream of its own, so queries nest. The
+planner lowers each operator to DuckDB SQL and dry-runs it on empty Arrow tables, which both
+type-checks the program before any data flows and gives every stream its schema.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from engine.errors import PlanError, SqlError
+from engine.plan import aggregates
+from engine.plan.logical import (
+    OperatorSpec,
+    OutputDef,
+    Program,
+    SessionAggSpec,
+    StatelessSpec,
+    StreamDef,
+    WindowAggSpec,
+)
+from engine.runtime.duck import connect, run
+from engine.sql.dialect import Emit, WindowTVF, position
+from engine.sql.parse import parse_program
+from engine.types import MAX_TIME, SEQ_COL, WINDOW_END, WINDOW_START, WINDOW_TIME, WM_COL
+
+SchemaResolver = Callable[[str], "pa.Schema | None"]
+UNIT_US = {
+    "MICROSECOND": 1,
+    "MILLISECOND": 1_000,
+    "SECOND": 1_000_000,
+    "MINUTE": 60_000_000,
+    "HOUR": 3_600_000_000,
+    "DAY": 86_400_000_000,
+    "WEEK": 7 * 86_400_000_000,
+}
+WINDOW_COLS = (WINDOW_START, WINDOW_END, WINDOW_TIME)
+HIDDEN = f'\"{SEQ_COL}\", \"{WM_COL}\"'
+WINDOW_TIME_LAG_US = 1_000  # window_time = window_end - 1 ms, as in Flink
+
+
+@dataclass
+class PlanOptions:
+    """Program-wide settings that the command line can give (table options override them)."""
+
+    allowed_lateness_us: int = 0
+
+
+@dataclass
+class _Scope:
+    """What a query can see: CTE names mapped to stream keys."""
+
+    ctes: dict[str, str] = field(default_factory=dict)
+
+
+def compile_program(
+    text: str,
+    path: str | None = None,
+    resolve_schema: SchemaResolver | None = None,
+    options: PlanOptions | None = None,
+) -> Program:
+    """Parse and plan ``text``. Raises ``SqlError``/``PlanError`` naming ``path:line:col``."""
+    try:
+        return _Planner(text, path, resolve_schema, options or PlanOptions()).plan()
+    except SqlError as err:
+        raise err.located(path) if path and not err.path else err from None
+
+
+def interval_us(node: exp.Expression, what: str = "interval") -> int:
+    """Microseconds of an ``INTERVAL '5' SECOND``-style literal (negated with a leading ``-``)."""
+    if isinstance(node, exp.Neg):
+        return -interval_us(node.this, what)
+    if isinstance(node, exp.Paren):
+        return interval_us(node.this, what)
+    if not isinstance(node, exp.Interval):
+        raise _err(node, f"{what} must be an INTERVAL literal such as INTERVAL '5' SECOND")
+    value = node.this.name if isinstance(node.this, exp.Literal) else node.this.sql()
+    unit = node.args.get("unit")
+    unit_name = unit.name.upper() if unit is not None else ""
+    if not unit_name:
+        parts = value.split()
+        if len(parts) != 2:
+            raise _err(node, f"cannot read {node.sql()!r} as an interval")
+        value, unit_name = parts[0], parts[1].upper()
+    unit_name = unit_name.rstrip("S") if unit_name.rstrip("S") in UNIT_US else unit_name
+    if unit_name not in UNIT_US:
+        raise _err(node, f"unsupported interval unit \"{unit_name}\" (use MILLISECOND, SECOND, MINUTE, HOUR or DAY)")
+    try:
+        amount = float(value)
+    except ValueError:
+        raise _err(node, f"\"{value}\" is not a number in {node.sql()}") from None
+    return round(amount * UNIT_US[unit_name])
+
+
+def _err(node: exp.Expression | None, message: str, hint: str | None = None) -> PlanError:
+    line, col = position(node) if node is not None else (None, None)
+    return PlanError(message, line, col, hint=hint)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql(node: exp.Expression) -> str:
+    return node.sql(dialect="duckdb", identify=True)
+
+
+@lru_cache(maxsize=1)
+def _duckdb_aggregates() -> frozenset[str]:
+    con = duckdb.connect()
+    rows = con.sql("SELECT DISTINCT lower(function_name) FROM duckdb_functions() WHERE function_type = 'aggregate'")
+    return frozenset(r[0] for r in rows.fetchall())
+
+
+def is_aggregate(node: exp.Expression) -> bool:
+    """True for an aggregate call (sqlglot's or one DuckDB knows), not for ``... OVER (...)``."""
+    if isinstance(node, exp.AggFunc):
+        return not isinstance(node.parent, exp.Window)
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower() in _duckdb_aggregates() and not isinstance(node.parent, exp.Window)
+    return False
+
+
+def _aggregate_units(nodes: list[exp.Expression]) -> list[exp.Expression]:
+    """Outermost aggregate calls (with their FILTER clause) in ``nodes``, in order."""
+    units: list[exp.Expression] = []
+    for root in nodes:
+        for node in root.walk():
+            if is_aggregate(node) and not any(is_aggregate(a) for a in _ancestors(node, root)):
+                unit = node.parent if isinstance(node.parent, exp.Filter) else node
+                units.append(unit)
+    return units
+
+
+def _ancestors(node: exp.Expression, root: exp.Expression) -> list[exp.Expression]:
+    out = []
+    cur = node.parent
+    while cur is not None and cur is not root.parent:
+        out.append(cur)
+        if cur is root:
+            break
+        cur = cur.parent
+    return out
+
+
+class _Planner:
+    def __init__(self, text: str, path: str | None, resolve: SchemaResolver | None, options: PlanOptions) -> None:
+        self.text, self.path, self.resolve, self.options = text, path, resolve, options
+        self.streams: dict[str, StreamDef] = {}
+        self.operators: list[OperatorSpec] = []
+        self.outputs: list[OutputDef] = []
+        self.producers: dict[str, int] = {}
+        self.read: set[str] = set()
+        self.con = connect()
+        self.results = 0
+        self.step_names: set[str] = set()
+
+    # ------------------------------------------------------------------ statements
+    def plan(self) -> Program:
+        statements = parse_program(self.text, self.path)
+        if not statements:
+            raise PlanError("the program has no statements", 1, 1)
+        bare = [s for s in statements if isinstance(s, (exp.Query, Emit))]
+        self.single_result = len(bare) == 1
+        for stmt in statements:
+            self._statement(stmt)
+        if not self.outputs:
+            raise PlanError("the program produces nothing: add a SELECT or an INSERT INTO", 1, 1)
+        sources = [k for k in self.streams if k in self.read and k not in self.producers]
+        return Program(self.text, self.path, self.streams, self.operators, sources, self.outputs)
+
+    def _statement(self, stmt: exp.Expression) -> None:
+        if isinstance(stmt, exp.Create):
+            kind = (stmt.args.get("kind") or "").upper()
+            if kind in ("TABLE", "STREAM"):
+                return self._create_table(stmt)
+            if kind == "VIEW":
+                name = stmt.this.name
+                return self._query_into(stmt.expression, name, declare=True, where_node=stmt)
+            raise _err(stmt, f"CREATE {kind} is not supported (use CREATE TABLE, CREATE STREAM or CREATE VIEW)")
+        if isinstance(stmt, exp.Insert):
+            return self._insert(stmt)
+        if isinstance(stmt, (exp.Query, Emit)):
+            self.results += 1
+            name = "result" if self.single_result else f"result_{self.results}"
+            key = self._query_into(stmt, name, declare=True, where_node=stmt)
+            self.outputs.append(OutputDef(key, name, self._where(stmt)))
+            return None
+        if isinstance(stmt, exp.Command):
+            word = stmt.name.upper() if stmt.name else stmt.sql().split()[0].upper()
+            raise _err(stmt, f"unknown statement \"{word}\"", hint="expected CREATE, INSERT INTO or SELECT")
+        raise _err(stmt, f"unsupported statement: {stmt.sql()[:40]!r}")
+
+    def _where(self, node: exp.Expression) -> str:
+        line, col = position(node)
+        return ":".join(str(p) for p in (self.path, line, col) if p is not None)
+
+    def _create_table(self, stmt: exp.Create) -> None:
+        from engine.formats.types import parse_type
+
+        schema_node = stmt.this
+        table = schema_node.this if isinstance(schema_node, exp.Schema) else schema_node
+        name = table.name
+        key = name.lower()
+        if key in self.streams:
+            raise _err(stmt, f"stream \"{name}\" is declared twice")
+        fields: list[pa.Field] = []
+        time_col, delay = None, 0
+        defs = schema_node.expressions if isinstance(schema_node, exp.Schema) else []
+        for item in defs:
+            if isinstance(item, exp.ColumnDef):
+                kind = item.args.get("kind")
+                type_text = kind.sql(dialect="duckdb") if kind is not None else "VARCHAR"
+                try:
+                    dtype = parse_type(type_text)
+                except ValueError as err:
+                    raise _err(item, f"column \"{item.name}\": {err}") from None
+                if any(f.name.lower() == item.name.lower() for f in fields):
+                    raise _err(item, f"column \"{item.name}\" is declared twice")
+                nullable = not any(isinstance(c.kind, exp.NotNullColumnConstraint) for c in item.constraints)
+                fields.append(pa.field(item.name, dtype, nullable))
+            elif isinstance(item, exp.WatermarkColumnConstraint):
+                time_col, delay = self._watermark(item, fields)
+            elif isinstance(item, (exp.PrimaryKey, exp.Constraint)):
+                continue
+            else:
+                raise _err(item, f"unsupported item in CREATE TABLE: {item.sql()[:40]!r}")
+        options = self._with_options(stmt)
+        self.streams[key] = StreamDef(
+            name=name,
+            key=key,
+            schema=pa.schema(fields),
+            time_column=time_col,
+            delay_us=delay,
+            options=options,
+            where=self._where(stmt),
+            declared=True,
+        )
+
+    def _watermark(self, item: exp.WatermarkColumnConstraint, fields: list[pa.Field]) -> tuple[str, int]:
+        col = item.this.name
+        match = [f for f in fields if f.name.lower() == col.lower()]
+        if not match:
+            raise _err(item.this, f"WATERMARK FOR {col}: no such column (declare it before the WATERMARK)")
+        if not pa.types.is_timestamp(match[0].type):
+            raise _err(item.this, f"WATERMARK FOR {col}: the column must be a TIMESTAMP")
+        expr = item.expression
+        if isinstance(expr, exp.Column) and expr.name.lower() == col.lower():
+            return match[0].name, 0
+        if isinstance(expr, (exp.Sub, exp.Add)) and isinstance(expr.this, exp.Column):
+            if expr.this.name.lower() != col.lower():
+                raise _err(expr.this, f"the watermark must be computed from {col}")
+            amount = interval_us(expr.expression, "the watermark delay")
+            return match[0].name, amount if isinstance(expr, exp.Sub) else -amount
+        raise _err(expr, f"unsupported watermark {expr.sql()!r}", hint=f"write {col}, {col} - INTERVAL '5' SECOND or {col} + INTERVAL ...")
+
+    def _with_options(self, stmt: exp.Create) -> dict[str, str]:
+        props = stmt.args.get("properties")
+        options: dict[str, str] = {}
+        if props is None:
+            return options
+        for prop in props.expressions:
+            if type(prop) is not exp.Property:
+                raise _err(prop, f"unsupported table property {prop.sql()!r}", hint="write WITH ('key' = 'value', ...)")
+            key = prop.this.name if isinstance(prop.this, (exp.Literal, exp.Identifier, exp.Var)) else prop.this.sql()
+            value = prop.args.get("value")
+            text = value.name if isinstance(value, (exp.Literal, exp.Identifier, exp.Var)) else (value.sql() if value is not None else "")
+            options[key.lower()] = text
+        return options
+
+    def _insert(self, stmt: exp.Insert) -> None:
+        target = stmt.this
+        columns: list[str] | None = None
+        if isinstance(target, exp.Schema):
+            columns = [c.name for c in target.expressions]
+            target = target.this
+        name = target.name
+        key = name.lower()
+        declared = self.streams.get(key)
+        query = stmt.expression
+        tmp_key = self._query_into(query, f"{name}#{len(self.operators) + 1}", declare=True, where_node=stmt)
+        produced = self.streams[tmp_key]
+        visible = [f for f in produced.schema if not f.name.startswith("__")]
+        has_op = bool(visible) and visible[0].name == "op" and self._is_changes(query)
+        data = visible[1:] if has_op else visible
+        if declared is not None and declared.derived is False and key in self.read and key not in self.producers:
+            raise _err(stmt, f"stream \"{name}\" is read as a source and cannot also be written")
+        if declared is not None and len(declared.schema) > 0:
+            targets = list(declared.schema)
+            if columns is not None:
+                lookup = {f.name.lower(): f for f in targets}
+                missing = [c for c in columns if c.lower() not in lookup]
+                if missing:
+                    raise _err(stmt, f"stream \"{name}\" has no column \"{missing[0]}\"")
+                targets = [lookup[c.lower()] for c in columns]
+            if len(targets) != len(data):
+                raise _err(
+                    stmt,
+                    f"INSERT INTO {name} gives {len(data)} columns but the stream has {len(targets)}",
+                    hint="columns map by position",
+                )
+            items = (['"op"'] if has_op else []) + [
+                f"CAST({_q(src.name)} AS {_duck_type(dst.type)}) AS {_q(dst.name)}" for src, dst in zip(data, targets)
+            ]
+            sql = f"SELECT {', '.join(items)}, {HIDDEN} FROM __input"
+            step = self._step_id(f"{name}/cast")
+            schema = self._dry(sql, {"__input": produced.schema}, stmt)
+            self._add(StatelessSpec(step, tmp_key, key, sql=sql), key)
+            options, where = declared.options, declared.where
+            self.streams[key] = replace(declared, schema=_visible_schema(schema), derived=True)
+        else:
+            if declared is None:
+                self.streams[key] = StreamDef(
+                    name, key, _visible_schema(produced.schema), where=self._where(stmt), declared=False, derived=True
+                )
+            elif key in self.producers:
+                if _visible_schema(self.streams[key].schema) != _visible_schema(produced.schema):
+                    raise _err(stmt, f"this INSERT INTO {name} has other columns than an earlier one")
+            else:
+                self.streams[key] = replace(declared, schema=_visible_schema(produced.schema), derived=True)
+            sql = "SELECT * FROM __input"
+            self._add(StatelessSpec(self._step_id(f"{name}/insert"), tmp_key, key, sql=sql), key)
+            where = self._where(stmt)
+            options = declared.options if declared else {}
+        if not any(o.stream == key for o in self.outputs):
+            self.outputs.append(OutputDef(key, name, where))
+        del options
+
+    @staticmethod
+    def _is_changes(query: exp.Expression) -> bool:
+        return isinstance(query, Emit) and query.args["kind"] == "CHANGES"
+
+    def _add(self, spec: OperatorSpec, out_key: str) -> None:
+        self.operators.append(spec)
+        self.producers[out_key] = self.producers.get(out_key, 0) + 1
+        self.read.add(spec.input)
+
+    def _step_id(self, base: str) -> str:
+        step, n = base, 1
+        while step in self.step_names:
+            n += 1
+            step = f"{base}#{n}"
+        self.step_names.add(step)
+        return step
+
+    # ------------------------------------------------------------------ queries
+    def _query_into(
+        self, query: exp.Expression, name: str, declare: bool, where_node: exp.Expression, scope: _Scope | None = None
+    ) -> str:
+        """Plan ``query`` so that its rows land in a new stream called ``name``; return its key."""
+        key = name.lower()
+        if key in self.streams and declare and not name.startswith("result"):
+            if name.lower() in self.streams and self.streams[key].declared:
+                raise _err(where_node, f"stream \"{name}\" already exists")
+        emit = "final"
+        if isinstance(query, Emit):
+            emit = query.args["kind"].lower()
+            query = query.this
+        scope = _Scope(dict(scope.ctes) if scope else {})
+        with_ = query.args.get("with_") or query.args.get("with")
+        if with_ is not None:
+            for cte in with_.expressions:
+                cte_key = self._query_into(cte.this, f"{name}/{cte.alias}", True, cte, scope)
+                scope.ctes[cte.alias.lower()] = cte_key
+            query = query.copy()
+            query.set("with_", None)
+            query.set("with", None)
+        if isinstance(query, exp.Union):
+            if query.args.get("distinct"):
+                raise _err(query, "UNION (distinct) is not supported on streams; use UNION ALL")
+            self._query_into(query.left, name, False, where_node, scope)
+            self._query_into(query.right, name, False, where_node, scope)
+            return key
+        if isinstance(query, exp.Subquery):
+            return self._query_into(query.this, name, declare, where_node, scope)
+        if not isinstance(query, exp.Select):
+            raise _err(query, f"unsupported query: {query.sql()[:40]!r}")
+        spec, schema = self._select(query, name, emit, scope)
+        existing = self.streams.get(key)
+        if existing is not None and key in self.producers:
+            if _visible_schema(existing.schema) != _visible_schema(schema):
+                raise _err(query, "the branches of UNION ALL have different columns", hint="give them the same names and types")
+        else:
+            self.streams[key] = StreamDef(name, key, _visible_schema(schema), where=self._where(query), declared=False, derived=True)
+        self._add(spec, key)
+        return key
+
+    def _source(self, table: exp.Table, scope: _Scope) -> StreamDef:
+        name = table.name
+        key = name.lower()
+        if key in scope.ctes:
+            return self.streams[scope.ctes[key]]
+        if key not in self.streams:
+            schema = self.resolve(name) if self.resolve else None
+            if schema is None:
+                known = [s.name for s in self.streams.values() if "/" not in s.name and "#" not in s.name]
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean \"{close[0]}\"?" if close else "declare it with CREATE TABLE, or give --source NAME=URI"
+                raise _err(table, f"unknown stream \"{name}\"", hint=hint)
+            self.streams[key] = StreamDef(name, key, schema, declared=False)
+        stream = self.streams[key]
+        self.read.add(key)
+        return stream
+
+    def _select(self, select: exp.Select, name: str, emit: str, scope: _Scope) -> tuple[OperatorSpec, pa.Schema]:
+        if select.args.get("joins"):
+            raise _err(select.args["joins"][0], "joins are not supported yet")
+        from_ = select.args.get("from_") or select.args.get("from")
+        if from_ is None:
+            raise _err(select, "a streaming query needs FROM <stream>")
+        source = from_.this
+        tvf: WindowTVF | None = None
+        alias = source.alias_or_name if not isinstance(source, exp.Subquery) else (source.alias or "")
+        if isinstance(source, exp.TableFromRows) and isinstance(source.this, WindowTVF):
+            tvf = source.this
+            table = tvf.this
+            alias = source.alias or table.name
+            stream = self._source(table, scope)
+        elif isinstance(source, exp.TableFromRows):
+            raise _err(source, "unsupported table function", hint="use TUMBLE, HOP, CUMULATE or SESSION")
+        elif isinstance(source, exp.Subquery):
+            sub_name = f"{name}/{source.alias or 'subquery'}"
+            sub_key = self._query_into(source.this, sub_name, True, source, scope)
+            stream = self.streams[sub_key]
+            alias = source.alias or sub_name
+        elif isinstance(source, exp.Table):
+            stream = self._source(source, scope)
+            alias = source.alias or source.name
+        else:
+            raise _err(source, f"unsupported FROM item {source.sql()[:40]!r}")
+        for bad, what in ((exp.Order, "ORDER BY"), (exp.Limit, "LIMIT")):
+            node = select.args.get(bad.__name__.lower())
+            if node is not None and not (bad is exp.Order and (select.args.get("group") or tvf)):
+                raise _err(node, f"{what} is not supported on an unbounded stream")
+        if select.args.get("distinct") and not select.args.get("group"):
+            raise _err(select, "SELECT DISTINCT is not supported on a stream yet", hint="GROUP BY the columns inside a window")
+        for window in select.find_all(exp.Window):
+            raise _err(window, "OVER (...) windows are not supported yet", hint="use a window table function and GROUP BY")
+        cols = {f.name.lower(): f for f in stream.schema}
+        window_cols = set(WINDOW_COLS) if tvf is not None else set()
+        clash = sorted(window_cols & set(cols))
+        if clash:
+            raise _err(tvf, f"{stream.name} already has a column named {clash[0]}", hint="rename it (e.g. window_start AS bucket) before windowing again")
+        self._check_columns(select, cols, window_cols, alias, stream)
+        aggs = _aggregate_units(list(select.expressions) + [select.args.get("having") or exp.Null()])
+        grouped = bool(select.args.get("group")) or bool(aggs)
+        step = self._step_id(f"{name}/{(tvf.args['kind'].lower() if tvf else ('aggregate' if grouped else 'select'))}")
+        if tvf is None and not grouped:
+            return self._stateless(select, stream, alias, step, name)
+        if tvf is not None and not grouped:
+            return self._annotate(select, stream, alias, tvf, step, name)
+        if tvf is not None and tvf.args["kind"] == "SESSION":
+            return self._session(select, stream, alias, tvf, step, name, emit, aggs)
+        return self._window_agg(select, stream, alias, tvf, step, name, emit, aggs)
+
+    def _check_columns(
+        self, select: exp.Select, cols: dict[str, pa.Field], window_cols: set[str], alias: str, stream: StreamDef
+    ) -> None:
+        aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
+        names = {alias.lower(), stream.name.lower()}
+        for column in select.find_all(exp.Column):
+            if _inside_subquery(column, select):
+                continue
+            if isinstance(column.this, exp.Star):
+                continue
+            col = column.name.lower()
+            table = column.table
+            if table and table.lower() not in names:
+                raise _err(column, f"unknown table or alias \"{table}\"", hint=f"this query reads \"{alias}\"")
+            if col in cols or col in window_cols:
+                continue
+            if col in aliases and not _inside(column, select.args.get("where")):
+                continue
+            if col in WINDOW_COLS:
+                raise _err(column, f"{column.name} exists only over a window table function", hint="FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE))")
+            close = difflib.get_close_matches(col, list(cols) + list(window_cols), n=1)
+            hint = f"did you mean \"{close[0]}\"?" if close else f"{stream.name} has {', '.join(f.name for f in stream.schema) or 'no columns'}"
+            raise _err(column, f"unknown column \"{column.name}\"", hint=hint)
+
+    def _dry(self, sql: str, inputs: dict[str, pa.Schema], node: exp.Expression) -> pa.Schema:
+        """Run ``sql`` on empty tables of ``inputs`` to type-check it; returns the result schema."""
+        tables = {n: s.empty_table() for n, s in inputs.items()}
+        try:
+            return run(self.con, sql, **tables).schema
+        except duckdb.Error as err:
+            message = str(err).split("\n")[0]
+            message = message.split(": ", 1)[1] if ": " in message else message
+            raise _err(node, message[:1].lower() + message[1:].rstrip(".")) from None
+
+    @staticmethod
+    def _input_schema(stream: StreamDef) -> pa.Schema:
+        schema = stream.schema
+        for name, typ in ((SEQ_COL, pa.int64()), (WM_COL, pa.int64())):
+            if schema.get_field_index(name) < 0:
+                schema = schema.append(pa.field(name, typ))
+        return schema
+
+    # ------------------------------------------------------------------ stateless
+    def _stateless(self, select: exp.Select, stream: StreamDef, alias: str, step: str, name: str) -> tuple[OperatorSpec, pa.Schema]:
+        body = select.copy()
+        body.set("from_", exp.From(this=exp.to_table("__input").as_(alias, quoted=True)))
+        star = any(isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star)) for e in body.expressions)
+        sql = _sql(body)
+        if not star:
+            sql = _append_hidden(body)
+        else:
+            sql = _sql(body)
+        schema = self._dry(sql, {"__input": self._input_schema(stream)}, select)
+        return StatelessSpec(step, stream.key, name.lower(), sql=sql), schema
+
+    def _time_column(self, tvf: WindowTVF, stream: StreamDef) -> str:
+        col = tvf.args["timecol"].name
+        field_ = next((f for f in stream.schema if f.name.lower() == col.lower()), None)
+        if field_ is None:
+            raise _err(tvf.args["timecol"], f"unknown column \"{col}\" in DESCRIPTOR", hint=f"{stream.name} has {', '.join(stream.schema.names)}")
+        if not pa.types.is_timestamp(field_.type):
+            raise _err(tvf.args["timecol"], f"DESCRIPTOR({col}) must name a TIMESTAMP column, not {field_.type}")
+        if stream.time_column is None and not stream.derived:
+            # A stream without WATERMARK: its descriptor column becomes the time attribute with no delay.
+            self.streams[stream.key] = replace(stream, time_column=field_.name, delay_us=0)
+        elif stream.time_column is not None and stream.time_column.lower() != col.lower():
+            raise _err(
+                tvf.args["timecol"],
+                f"DESCRIPTOR({col}) is not the time attribute of {stream.name}",
+                hint=f"its watermark is declared on {stream.time_column}",
+            )
+        return field_.name
+
+    def _window_params(self, tvf: WindowTVF) -> tuple[str, int, int, int]:
+        kind = tvf.args["kind"]
+        name = {"TUMBLE": "tumble", "HOP": "hop", "CUMULATE": "cumulate"}[kind]
+        size_node = tvf.param("size")
+        size = interval_us(size_node, f"the {kind} size")
+        if size <= 0:
+            raise _err(size_node, f"the {kind} size must be positive")
+        slide = size
+        if kind == "HOP":
+            slide_node = tvf.param("slide")
+            slide = interval_us(slide_node, "the HOP slide")
+            if slide <= 0:
+                raise _err(slide_node, "the HOP slide must be positive")
+        if kind == "CUMULATE":
+            step_node = tvf.param("step")
+            slide = interval_us(step_node, "the CUMULATE step")
+            if slide <= 0 or size % slide:
+                raise _err(step_node, "the CUMULATE max size must be a whole multiple of its step")
+        offset_node = tvf.param("offset")
+        offset = interval_us(offset_node, f"the {kind} offset") if offset_node is not None else 0
+        return name, size, slide, offset
+
+    def _expand_sql(self, window: str, size: int, slide: int, offset: int, time_col: str, alias: str, where: exp.Expression | None) -> str:
+        t = f"epoch_us({_q(time_col)})"
+        pm = lambda unit: f"((({t} - {offset}) % {unit}) + {unit}) % {unit}"  # noqa: E731
+        if window == "tumble":
+            inner = f"SELECT *, {t} - {pm(size)} AS __ws, {t} - {pm(size)} + {size} AS __we FROM __input WHERE {_q(time_col)} IS NOT NULL"
+        elif window == "hop":
+            n = -(-size // slide)
+            inner = (
+                f"SELECT * FROM (SELECT __input.*, {t} - {pm(slide)} - __j * {slide} AS __ws, "
+                f"{t} - {pm(slide)} - __j * {slide} + {size} AS __we FROM __input, range({n}) AS __r(__j) "
+                f"WHERE {_q(time_col)} IS NOT NULL) WHERE __we > epoch_us({_q(time_col)})"
+            )
+        elif window == "cumulate":
+            n = size // slide
+            inner = (
+                f"SELECT * FROM (SELECT __input.*, {t} - {pm(size)} AS __ws, "
+                f"{t} - {pm(size)} + (__j + 1) * {slide} AS __we FROM __input, range({n}) AS __r(__j) "
+                f"WHERE {_q(time_col)} IS NOT NULL) WHERE __we > epoch_us({_q(time_col)})"
+            )
+        else:  # global: one window that closes only at the end of input
+            inner = f"SELECT *, 0::BIGINT AS __ws, {MAX_TIME}::BIGINT AS __we FROM __input"
+        cols = (
+            f"make_timestamp(__ws) AS {WINDOW_START}, make_timestamp(__we) AS {WINDOW_END}, "
+            f"make_timestamp(__we - {WINDOW_TIME_LAG_US}) AS {WINDOW_TIME}"
+        )
+        if window == "global":
+            sql = f"SELECT * FROM ({inner}) AS {_q(alias)}"
+        else:
+            sql = f"SELECT *, {cols} FROM ({inner}) AS {_q(alias)}"
+        if where is not None:
+            sql += f" WHERE {_sql(where)}"
+        return sql
+
+    def _annotate(self, select: exp.Select, stream: StreamDef, alias: str, tvf: WindowTVF, step: str, name: str) -> tuple[OperatorSpec, pa.Schema]:
+        """A window TVF without aggregation: each row, once per window, with window columns."""
+        if tvf.args["kind"] == "SESSION":
+            raise _err(tvf, "SESSION needs GROUP BY window_start, window_end (sessions are only known when they close)")
+        time_col = self._time_column(tvf, stream)
+        window, size, slide, offset = self._window_params(tvf)
+        expanded = self._expand_sql(window, size, slide, offset, time_col, alias, None)
+        body = select.copy()
+        body.set("from_", exp.From(this=exp.to_table("__x").as_(alias, quoted=True)))
+        star = any(isinstance(e, exp.Star) for e in body.expressions)
+        if star:
+            body.set("expressions", [exp.Star(except_=[exp.column("__ws"), exp.column("__we")])] + [e for e in body.expressions if not isinstance(e, exp.Star)])
+            outer = _sql(body)
+        else:
+            outer = _append_hidden(body)
+        sql = f"WITH __x AS ({expanded}) {outer}"
+        schema = self._dry(sql, {"__input": self._input_schema(stream)}, select)
+        return StatelessSpec(step, stream.key, name.lower(), sql=sql), schema
+
+    # ------------------------------------------------------------------ aggregation
+    def _group_keys(self, select: exp.Select, window_required: bool) -> list[exp.Expression]:
+        group = select.args.get("group")
+        items = list(group.expressions) if group is not None else []
+        if group is not None and group.args.get("all"):
+            items = [e.this if isinstance(e, exp.Alias) else e for e in select.expressions if not _aggregate_units([e])]
+        by_alias = {e.alias.lower(): e.this for e in select.expressions if isinstance(e, exp.Alias)}
+        keys: list[exp.Expression] = []
+        for item in items:
+            if isinstance(item, exp.Literal) and item.is_int:
+                index = int(item.name) - 1
+                if not 0 <= index < len(select.expressions):
+                    raise _err(item, f"GROUP BY {item.name}: there is no select item {item.name}")
+                target = select.expressions[index]
+                item = target.this if isinstance(target, exp.Alias) else target
+            elif isinstance(item, exp.Column) and not item.table and item.name.lower() in by_alias and item.name.lower() not in WINDOW_COLS:
+                source_cols = self._current_cols
+                if item.name.lower() not in source_cols:
+                    item = by_alias[item.name.lower()]
+            keys.append(item)
+        names = [k.name.lower() for k in keys if isinstance(k, exp.Column)]
+        if window_required and not (WINDOW_START in names and WINDOW_END in names):
+            node = group if group is not None else select
+            raise _err(node, "a windowed aggregation must GROUP BY window_start, window_end", hint="add them to GROUP BY")
+        return [k for k in keys if not (isinstance(k, exp.Column) and k.name.lower() in WINDOW_COLS)]
+
+    def _window_agg(
+        self,
+        select: exp.Select,
+        stream: StreamDef,
+        alias: str,
+        tvf: WindowTVF | None,
+        step: str,
+        name: str,
+        emit: str,
+        aggs: list[exp.Expression],
+    ) -> tuple[OperatorSpec, pa.Schema]:
+        self._current_cols = {f.name.lower() for f in stream.schema}
+        if tvf is not None:
+            time_col = self._time_column(tvf, stream)
+            window, size, slide, offset = self._window_params(tvf)
+        else:
+            time_col, window, size, slide, offset = "", "global", MAX_TIME, MAX_TIME, 0
+        keys = self._group_keys(select, window_required=tvf is not None)
+        where_node = select.args.get("where")
+        where = where_node.this if where_node is not None else None
+        expand = self._expand_sql(window, size, slide, offset, time_col, alias, where)
+        in_schema = self._input_schema(stream)
+        x_schema = self._dry(f"WITH __x AS ({expand}) SELECT * FROM __x", {"__input": in_schema}, where or select)
+        lowered = aggregates.lower(select, keys, aggs, alias, x_schema, self.con, _err)
+        pre_schema = self._dry(f"WITH __x AS ({expand}) {lowered.pre_sql}", {"__input": in_schema}, select)
+        out_schema = self._dry(lowered.final_sql, {"__state": pre_schema}, select)
+        if lowered.compact_sql:
+            self._dry(lowered.compact_sql, {"__state": pre_schema}, select)
+        uses_window_cols = where is not None and any(c.name.lower() in WINDOW_COLS for c in where.find_all(exp.Column))
+        fast = window == "tumble" and not uses_window_cols and lowered.mode == "partial"
+        fast_filter = fast_pre = None
+        if fast:
+            cond = f" WHERE {_sql(where)}" if where is not None else ""
+            fast_filter = f'SELECT * FROM __x AS {_q(alias)}{cond}' if where is not None else None
+            fast_pre = lowered.pre_sql.replace(f"FROM __x AS {_q(alias)} GROUP BY ALL", f"FROM __x AS {_q(alias)}{cond} GROUP BY ALL")
+            x_fast = in_schema.append(pa.field("__ws", pa.int64())).append(pa.field("__we", pa.int64()))
+            try:
+                self._dry(fast_pre, {"__x": x_fast}, select)
+            except PlanError:  # the aggregates read window columns: take the general path
+                fast, fast_filter, fast_pre = False, None, None
+        lateness = self._lateness(stream)
+        spec = WindowAggSpec(
+            step,
+            stream.key,
+            name.lower(),
+            window=window,
+            size_us=size,
+            slide_us=slide,
+            offset_us=offset,
+            time_column=time_col,
+            expand_sql=expand,
+            fast_path=fast,
+            fast_filter_sql=fast_filter,
+            fast_pre_sql=fast_pre or "",
+            pre_sql=lowered.pre_sql,
+            final_sql=lowered.final_sql,
+            compact_sql=lowered.compact_sql,
+            mode=lowered.mode,
+            emit=emit,
+            allowed_lateness_us=lateness,
+            n_keys=len(keys),
+            source_stream=stream.name,
+        )
+        return spec, _output_schema(out_schema, emit)
+
+    def _lateness(self, stream: StreamDef) -> int:
+        raw = stream.options.get("allowed-lateness")
+        if raw is None:
+            return self.options.allowed_lateness_us
+        from connectors.options import parse_duration
+
+        return parse_duration(raw, f"{stream.where}: 'allowed-lateness'")
+
+    def _session(
+        self,
+        select: exp.Select,
+        stream: StreamDef,
+        alias: str,
+        tvf: WindowTVF,
+        step: str,
+        name: str,
+        emit: str,
+        aggs: list[exp.Expression],
+    ) -> tuple[OperatorSpec, pa.Schema]:
+        self._current_cols = {f.name.lower() for f in stream.schema}
+        time_col = self._time_column(tvf, stream)
+        gap = interval_us(tvf.param("gap"), "the SESSION gap")
+        if gap <= 0:
+            raise _err(tvf.param("gap"), "the SESSION gap must be positive")
+        keys = self._group_keys(select, window_required=True)
+        partition = list(tvf.args.get("partition_by") or [])
+        for p in partition:
+            if not isinstance(p, exp.Column) or p.name.lower() not in self._current_cols:
+                raise _err(p, f"SESSION partitions by a column of {stream.name}: {p.sql()!r} is not one")
+        where_node = select.args.get("where")
+        where = where_node.this if where_node is not None else None
+        pk = ", ".join(f"{_sql(p)} AS __pk{i}" for i, p in enumerate(partition))
+        filter_sql = f"SELECT *, epoch_us({_q(time_col)}) AS __t{', ' + pk if pk else ''} FROM __input AS {_q(alias)} WHERE {_q(time_col)} IS NOT NULL"
+        if where is not None:
+            filter_sql += f" AND ({_sql(where)})"
+        in_schema = self._input_schema(stream)
+        f_schema = self._dry(filter_sql, {"__input": in_schema}, where or select)
+        x_schema = f_schema.append(pa.field("__ws", pa.int64())).append(pa.field("__we", pa.int64()))
+        x_schema = x_schema.append(pa.field(WINDOW_START, pa.timestamp("us"))).append(pa.field(WINDOW_END, pa.timestamp("us")))
+        x_schema = x_schema.append(pa.field(WINDOW_TIME, pa.timestamp("us"))).append(pa.field("__sess", pa.int64()))
+        lowered = aggregates.lower(
+            select, keys, aggs, alias, x_schema, self.con, _err, force_buffer=True, extra_group=("__sess",)
+        )
+        out_schema = self._dry(lowered.final_sql, {"__state": x_schema}, select)
+        spec = SessionAggSpec(
+            step,
+            stream.key,
+            name.lower(),
+            gap_us=gap,
+            time_column=time_col,
+            partition_sql=[_sql(p) for p in partition],
+            filter_sql=filter_sql,
+            final_sql=lowered.final_sql,
+            emit=emit,
+            allowed_lateness_us=self._lateness(stream),
+            n_keys=len(keys),
+            source_stream=stream.name,
+        )
+        return spec, _output_schema(out_schema, emit)
+
+
+def _inside(node: exp.Expression, container: exp.Expression | None) -> bool:
+    if container is None:
+        return False
+    cur: exp.Expression | None = node
+    while cur is not None:
+        if cur is container:
+            return True
+        cur = cur.parent
+    return False
+
+
+def _inside_subquery(node: exp.Expression, select: exp.Select) -> bool:
+    cur = node.parent
+    while cur is not None and cur is not select:
+        if isinstance(cur, (exp.Subquery, exp.Select)):
+            return True
+        cur = cur.parent
+    return False
+
+
+def _append_hidden(body: exp.Select) -> str:
+    body = body.copy()
+    body.set("expressions", [*body.expressions, exp.column(SEQ_COL, quoted=True), exp.column(WM_COL, quoted=True)])
+    return _sql(body)
+
+
+def _visible_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f for f in schema if not f.name.startswith("__")])
+
+
+def _output_schema(schema: pa.Schema, emit: str) -> pa.Schema:
+    fields = [f for f in schema if not f.name.startswith("__")]
+    if emit == "changes":
+        fields = [pa.field("op", pa.string()), *fields]
+    return pa.schema(fields)
+
+
+def _duck_type(dtype: pa.DataType) -> str:
+    if pa.types.is_timestamp(dtype):
+        return "TIMESTAMP"
+    if pa.types.is_decimal(dtype):
+        return f"DECIMAL({dtype.precision}, {dtype.scale})"
+    return {
+        pa.int8(): "TINYINT",
+        pa.int16(): "SMALLINT",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.float32(): "REAL",
+        pa.float64(): "DOUBLE",
+        pa.string(): "VARCHAR",
+        pa.large_string(): "VARCHAR",
+        pa.bool_(): "BOOLEAN",
+        pa.date32(): "DATE",
+        pa.binary(): "BLOB",
+    }.get(dtype, "VARCHAR")

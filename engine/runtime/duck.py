@@ -1,0 +1,30 @@
+"""One place that opens DuckDB connections, with the settings every part of the engine relies on."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+
+def connect(threads: int = 1) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection for running operator SQL.
+
+    External access is off (no reading or writing files, no ``ATTACH``/``INSTALL``/``getenv``
+    from a user's SQL): connectors do all I/O in Python. Arrow tables registered with
+    ``register`` still work. Time zone is UTC.
+    """
+    con = duckdb.connect(config={"threads": threads})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def run(con: duckdb.DuckDBPyConnection, sql: str, **tables: pa.Table) -> pa.Table:
+    """Register ``tables`` under their keyword names, run ``sql``, return an Arrow table."""
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        return con.sql(sql).to_arrow_table()
+    finally:
+        for name in tables:
+            con.unregister(name)

@@ -1,0 +1,192 @@
+"""RUNTIME: the micro-batch loop. poll -> decode -> time -> operators -> sinks.
+
+One ``Runner`` drives one program: it polls every source in turn, decodes what came back,
+pushes the rows through the pipeline, hands results and error rows to the sinks, and at the end
+of a bounded input advances the watermark to +infinity so every window flushes (unless told not
+to). Time that is not event time (idle detection, batch intervals) comes from an injectable
+clock, so tests never sleep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from connectors.base import Sink, Source
+from engine.errors import RecordError
+from engine.plan.logical import Program
+from engine.runtime.pipeline import Pipeline, TickResult
+from engine.types import ERROR_SCHEMA, MAX_TIME, Epoch, visible
+
+
+@dataclass
+class RunOptions:
+    """How a run behaves; the command line fills these from its options."""
+
+    batch_rows: int = 10_000
+    batch_interval_s: float = 0.2  # longest wait for rows when every source is quiet
+    idle_timeout_us: int | None = 10_000_000  # None: a quiet source never advances by itself
+    flush: bool = True  # end of a bounded input closes every window
+    strict: bool = False  # stop at the first bad record
+    max_record_bytes: int = 1 << 20
+    commit_interval_s: float = 1.0  # how often sinks make their rows visible
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class RunStats:
+    """Counts a run reports at exit."""
+
+    rows_in: Counter = field(default_factory=Counter)
+    rows_out: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)  # by reason
+    batches: int = 0
+
+
+class _Input:
+    """A source bound to a source stream, with its decoder and idle bookkeeping."""
+
+    def __init__(self, key: str, source: Source, program: Program, options: RunOptions) -> None:
+        from engine.formats.decode import Decoder
+
+        stream = program.streams[key]
+        self.key, self.source = key, source
+        fmt = source.format or "json"
+        self.decoder = Decoder(
+            stream.name,
+            stream.schema,
+            fmt,
+            time_column=stream.time_column,
+            max_record_bytes=options.max_record_bytes,
+            csv_options=getattr(source, "csv_options", None),
+        )
+        self.done = False
+        self.last_rows_at: float | None = None
+        self.wm_at_last_rows: int | None = None
+
+    def decode(self, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
+        if self.source.kind == "raw":
+            return self.decoder.decode(batch)
+        return self.decoder.conform(batch)
+
+
+class Runner:
+    """Runs a planned program between bound sources and sinks."""
+
+    def __init__(
+        self,
+        program: Program,
+        sources: dict[str, Source],
+        sinks: dict[str, Sink],
+        error_sink: Sink | None = None,
+        options: RunOptions | None = None,
+        on_error: Callable[[pa.Table], None] | None = None,
+    ) -> None:
+        self.program, self.options = program, options or RunOptions()
+        self.pipeline = Pipeline(program)
+        self.inputs = [_Input(key, sources[key], program, self.options) for key in program.sources]
+        self.sinks, self.error_sink, self.on_error = sinks, error_sink, on_error
+        self.stats = RunStats()
+        self.epoch = Epoch(1)
+        self.last_commit = self.options.clock()
+
+    def run(self) -> RunStats:
+        """Read every source to its end (or forever, for unbounded ones); return the counts."""
+        for key, sink in self.sinks.items():
+            sink.open(_sink_schema(self.program, key), None)
+        if self.error_sink is not None:
+            self.error_sink.open(ERROR_SCHEMA, None)
+        for item in self.inputs:
+            item.source.open(None)
+        try:
+            while not all(i.done for i in self.inputs):
+                got_rows = False
+                for item in self.inputs:
+                    if not item.done:
+                        got_rows |= self._poll(item)
+                if not got_rows and not all(i.done for i in self.inputs):
+                    self._idle_advance()
+                    self.options.sleep(self.options.batch_interval_s)
+            self._commit()
+        finally:
+            for item in self.inputs:
+                item.source.close()
+            for sink in self.sinks.values():
+                sink.close()
+            if self.error_sink is not None:
+                self.error_sink.close()
+        return self.stats
+
+    def _poll(self, item: _Input) -> bool:
+        batch = item.source.poll(self.options.batch_rows, self.options.batch_interval_s)
+        if batch is None:
+            item.done = True
+            if self.options.flush:
+                self._deliver(self.pipeline.advance(item.key, MAX_TIME), None)
+            return False
+        if batch.num_rows == 0:
+            return False
+        rows, errors = item.decode(batch)
+        self.stats.rows_in[item.key] += batch.num_rows
+        self.stats.batches += 1
+        item.last_rows_at = self.options.clock()
+        result = self.pipeline.push(item.key, rows)
+        item.wm_at_last_rows = self.pipeline.clocks[item.key].watermark
+        self._deliver(result, errors)
+        return True
+
+    def _idle_advance(self) -> None:
+        """A quiet source's watermark moves on with processing time after the idle timeout."""
+        timeout = self.options.idle_timeout_us
+        if timeout is None:
+            return
+        now = self.options.clock()
+        for item in self.inputs:
+            if item.done or item.last_rows_at is None or item.wm_at_last_rows is None:
+                continue
+            quiet_us = int((now - item.last_rows_at) * 1_000_000)
+            if quiet_us >= timeout:
+                target = item.wm_at_last_rows + quiet_us
+                if target > self.pipeline.clocks[item.key].watermark:
+                    self._deliver(self.pipeline.advance(item.key, target), None)
+
+    def _deliver(self, result: TickResult, decode_errors: pa.Table | None) -> None:
+        errors = [e for e in [decode_errors, *result.errors] if e is not None and e.num_rows]
+        if errors:
+            table = pa.concat_tables(errors)
+            for reason, n in Counter(table["reason"].to_pylist()).items():
+                self.stats.errors[reason] += n
+            if self.options.strict:
+                first = table.slice(0, 1).to_pylist()[0]
+                raise RecordError(f"bad record at {first['source_offset']}: {first['reason']}: {first['message']}", hint="drop --strict to route bad records to the error stream")
+            if self.error_sink is not None:
+                self.error_sink.write(self.epoch, table)
+            if self.on_error is not None:
+                self.on_error(table)
+        for key, tables in result.outputs.items():
+            sink = self.sinks.get(key)
+            for table in tables:
+                out = visible(table)
+                self.stats.rows_out[key] += out.num_rows
+                if sink is not None and out.num_rows:
+                    sink.write(self.epoch, out)
+        now = self.options.clock()
+        if now - self.last_commit >= self.options.commit_interval_s:
+            self.last_commit = now
+            self._commit()
+
+    def _commit(self) -> None:
+        for sink in self.sinks.values():
+            sink.commit(self.epoch)
+        if self.error_sink is not None:
+            self.error_sink.commit(self.epoch)
+        self.epoch = Epoch(self.epoch + 1)
+
+
+def _sink_schema(program: Program, key: str) -> pa.Schema:
+    return program.streams[key].schema

@@ -1,0 +1,244 @@
+"""Our sqlglot dialect: standard SQL plus Flink- and KDA-style streaming syntax.
+
+Registered with sqlglot as ``"duckstream"``. What it adds to the stock parser:
+
+- window table functions ``TUMBLE | HOP | CUMULATE | SESSION (TABLE t [PARTITION BY k], DESCRIPTOR(ts), ...)``
+  parsed into ``WindowTVF`` (the stock parser reads ``TABLE t, ...`` as a query that swallows the
+  other arguments, and ``SESSION(`` as a keyword);
+- ``WATERMARK FOR ts AS <expr>`` inside ``CREATE TABLE``;
+- ``CREATE [OR REPLACE] STREAM`` (a synonym of ``CREATE TABLE``) and ``CREATE PUMP``;
+- a trailing ``EMIT CHANGES | FINAL`` on a query (``Emit``; without care ``EMIT`` is read as an alias);
+- KDA's ``SELECT STREAM``, ``STEP(t BY i)``, ``WINDOWED BY STAGGER (...)`` and ``CURSOR(query)``.
+
+Traps (sqlglot 30): a ``FUNCTION_PARSERS`` result gets no position, so ``_parse_function_call``
+stamps the name token's; ``meta["col"]`` is the *last* column of a token, so the first column is
+``col - (end - start)`` (see ``position``); a function parser must leave its ``)`` to the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlglot import exp, generator, parser, tokens
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.helper import seq_get
+from sqlglot.tokens import TokenType
+
+
+class WindowTVF(exp.Expression, exp.Func):
+    """KIND(TABLE t [PARTITION BY k | (k, ...)], DESCRIPTOR(ts), <params> [, offset]).
+
+    ``this``: the source table; ``timecol``: the DESCRIPTOR column; ``expressions``: the params.
+    """
+
+    arg_types = {"kind": True, "this": True, "partition_by": False, "timecol": True, "expressions": True}
+    PARAMS = {"TUMBLE": ("size",), "HOP": ("slide", "size"), "CUMULATE": ("step", "size"), "SESSION": ("gap",)}
+
+    def param(self, name: str) -> exp.Expression | None:
+        """The parameter called ``name`` (``size``, ``slide``, ``step``, ``gap``, ``offset``) or None."""
+        names = (*self.PARAMS[self.args["kind"]], "offset")
+        return dict(zip(names, self.expressions, strict=False)).get(name)
+
+
+class Step(exp.Expression, exp.Func):
+    """KDA STEP(<time> BY <interval>): start of the interval-wide bucket holding <time>."""
+
+    arg_types = {"this": True, "expression": True}
+
+
+class Cursor(exp.Expression, exp.Func):
+    """KDA CURSOR(<query>): a stream argument to a table function."""
+
+
+class Stagger(exp.Expression):
+    """WINDOWED BY STAGGER (PARTITION BY <exprs> RANGE <interval>), in Select.args['group']."""
+
+    arg_types = {"expressions": True, "range": True}
+
+
+class CreatePump(exp.Expression):
+    """CREATE [OR REPLACE] PUMP name [STOPPED] AS INSERT INTO ... SELECT ..."""
+
+    arg_types = {"this": True, "expression": True, "replace": False, "stopped": False}
+
+
+class Emit(exp.Expression):
+    """A continuous query with an explicit emit mode: <query> EMIT CHANGES | FINAL."""
+
+    arg_types = {"this": True, "kind": True}
+
+
+def position(node: exp.Expression) -> tuple[int | None, int | None]:
+    """1-based (line, column) of the first character of ``node`` (the earliest of its parts)."""
+    best: tuple[int, int] | None = None
+    for sub in node.walk():
+        meta = sub.meta if isinstance(sub, exp.Expression) else {}
+        if "line" in meta:
+            col = meta["col"]
+            if "start" in meta and "end" in meta:
+                col = col - (meta["end"] - meta["start"])
+            here = (meta["line"], max(col, 1))
+            best = here if best is None or here < best else best
+    return best if best is not None else (None, None)
+
+
+class Duckstream(Dialect):
+    """Streaming SQL (Flink window TVFs + KDA streams and pumps) on top of standard SQL."""
+
+    class Tokenizer(tokens.Tokenizer):
+        KEYWORDS = {**tokens.Tokenizer.KEYWORDS, "WINDOWED BY": TokenType.GROUP_BY}
+        IDENTIFIERS = ['"', "`"]
+
+    class Parser(parser.Parser):
+        FUNC_TOKENS = {*parser.Parser.FUNC_TOKENS, TokenType.SESSION}
+        OPERATION_MODIFIERS = {"STREAM"}
+        FUNCTIONS = {
+            **parser.Parser.FUNCTIONS,
+            "TABLE": lambda args: exp.TableFromRows(this=seq_get(args, 0)),
+        }
+        FUNCTION_PARSERS = {
+            **parser.Parser.FUNCTION_PARSERS,
+            **{k: (lambda self, k=k: self._parse_window_tvf(k)) for k in WindowTVF.PARAMS},
+            "STEP": lambda self: self._parse_step(),
+            "CURSOR": lambda self: self._closed(Cursor(this=self._parse_select())),
+        }
+        CONSTRAINT_PARSERS = {
+            **parser.Parser.CONSTRAINT_PARSERS,
+            "WATERMARK": lambda self: self._parse_watermark(),
+        }
+        SCHEMA_UNNAMED_CONSTRAINTS = {*parser.Parser.SCHEMA_UNNAMED_CONSTRAINTS, "WATERMARK"}
+
+        def _expect(self, ok: object, message: str, token: tokens.Token | None = None) -> None:
+            if not ok:
+                self.raise_error(message, token or self._curr)
+
+        def _closed(self, node: exp.Expression) -> exp.Expression:
+            self._expect(self._match(TokenType.R_PAREN, advance=False), "expected ')'")
+            return self.expression(node)
+
+        def _parse_function_call(self, *args: Any, **kwargs: Any) -> Any:
+            token = self._curr
+            node = super()._parse_function_call(*args, **kwargs)
+            if isinstance(node, exp.Expression) and "line" not in node.meta and token is not None:
+                node.update_positions(token)
+            return node
+
+        def _parse_window_tvf(self, name: str) -> exp.Expression:
+            self._expect(self._match(TokenType.TABLE), f"{name} expects TABLE <name> first")
+            table, keys = self._parse_table_parts(), None
+            if self._match(TokenType.PARTITION_BY):
+                column, many = self._parse_column, self._match(TokenType.L_PAREN, advance=False)
+                keys = self._parse_wrapped_csv(column) if many else [column()]
+            self._expect(self._match(TokenType.COMMA), f"expected ',' after TABLE {table.sql()}")
+            self._expect(self._match_text_seq("DESCRIPTOR", "("), "expected DESCRIPTOR(<time column>)")
+            timecol = self._parse_column()
+            self._match_r_paren()
+            params = []
+            while self._match(TokenType.COMMA):
+                params.append(self._parse_bitwise())
+            self._expect(self._match(TokenType.R_PAREN, advance=False), f"expected ',' or ')' in {name}(...)")
+            wanted = WindowTVF.PARAMS[name]
+            counts = {len(wanted), len(wanted) + (name != "SESSION")}
+            optional = "" if name == "SESSION" else " [, offset]"
+            self._expect(len(params) in counts, f"{name} takes {', '.join(wanted)}{optional} after DESCRIPTOR(...)")
+            node = WindowTVF(kind=name, this=table, partition_by=keys, timecol=timecol, expressions=params)
+            return self._closed(node)
+
+        def _parse_step(self) -> exp.Expression:
+            this = self._parse_bitwise()
+            self._expect(self._match_text_seq("BY"), "expected BY in STEP(<time> BY <interval>)")
+            return self._closed(Step(this=this, expression=self._parse_bitwise()))
+
+        def _parse_watermark(self) -> exp.Expression:
+            token = self._prev
+            self._expect(self._match(TokenType.FOR), "expected FOR after WATERMARK")
+            this = self._parse_column()
+            self._expect(self._match(TokenType.ALIAS), "expected AS <expression> in WATERMARK FOR")
+            node = exp.WatermarkColumnConstraint(this=this, expression=self._parse_bitwise())
+            return self.expression(node, token=token)
+
+        def _parse_create(self) -> exp.Expression:
+            create, index = self._prev, self._index
+            replace = self._match_text_seq("OR", "REPLACE")
+            if self._match_text_seq("STREAM"):
+                this = self._parse_table_parts(schema=True)
+                schema = self._parse_schema(this=this)
+                props = self._parse_properties()
+                node = exp.Create(kind="STREAM", this=schema, replace=replace, properties=props)
+                return self.expression(node, token=create)
+            if self._match_text_seq("PUMP"):
+                name = self._parse_table_parts(schema=True)
+                stopped = self._match_text_seq("STOPPED")
+                self._expect(self._match(TokenType.ALIAS), "expected AS INSERT INTO ... SELECT after the pump name")
+                start, body = self._curr, self._parse_statement()
+                self._expect(isinstance(body, exp.Insert), "a pump body must be INSERT INTO ... SELECT", start)
+                node = CreatePump(this=name, expression=body, replace=replace, stopped=stopped)
+                return self.expression(node, token=create)
+            self._retreat(index)
+            return super()._parse_create().update_positions(create)
+
+        def _parse_group(self, skip_group_by_token: bool = False) -> Any:
+            if not (self._curr and self._curr.text.split()[0].upper() == "WINDOWED"):
+                return super()._parse_group(skip_group_by_token)
+            start = self._curr
+            self._advance()
+            self._expect(self._match_text_seq("STAGGER"), "expected STAGGER after WINDOWED BY")
+            self._expect(self._match(TokenType.L_PAREN), "expected '(' after STAGGER")
+            self._expect(self._match(TokenType.PARTITION_BY), "expected PARTITION BY in STAGGER")
+            keys = self._parse_csv(self._parse_assignment)
+            self._expect(self._match_text_seq("RANGE"), "expected RANGE <interval> in STAGGER")
+            node = Stagger(expressions=keys, range=self._parse_bitwise())
+            self._match_r_paren()
+            return self.expression(node, token=start)
+
+        def _at_emit(self) -> bool:
+            words = [t.text.upper() if t else "" for t in (self._curr, self._next)]
+            return words[0] == "EMIT" and words[1] in ("CHANGES", "FINAL")
+
+        def _parse_table_alias(self, alias_tokens: Any = None) -> Any:
+            return None if self._at_emit() else super()._parse_table_alias(alias_tokens)
+
+        def _parse_statement(self) -> Any:
+            stmt = super()._parse_statement()
+            if isinstance(stmt, (exp.Query, exp.Insert)) and self._at_emit():
+                token = self._curr
+                self._advance(2)
+                kind = self._prev.text.upper()
+                if isinstance(stmt, exp.Insert):
+                    emit = self.expression(Emit(this=stmt.expression, kind=kind), token=token)
+                    stmt.set("expression", emit)
+                else:
+                    stmt = self.expression(Emit(this=stmt, kind=kind), token=token)
+            return stmt
+
+    class Generator(generator.Generator):
+        TRANSFORMS = {
+            **generator.Generator.TRANSFORMS,
+            WindowTVF: lambda self, e: _window_tvf_sql(self, e),
+            Step: lambda self, e: f"STEP({self.sql(e, 'this')} BY {self.sql(e, 'expression')})",
+            Stagger: lambda self, e: self.seg("WINDOWED BY STAGGER")
+            + f" (PARTITION BY {self.expressions(e, flat=True)} RANGE {self.sql(e, 'range')})",
+            CreatePump: lambda self, e: f"CREATE{' OR REPLACE' if e.args.get('replace') else ''}"
+            f" PUMP {self.sql(e, 'this')}{' STOPPED' if e.args.get('stopped') else ''} AS {self.sql(e, 'expression')}",
+            Emit: lambda self, e: f"{self.sql(e, 'this')} EMIT {e.args['kind']}",
+        }
+
+        def windowspec_sql(self, expression: exp.WindowSpec) -> str:
+            if expression.args.get("end") or expression.args.get("exclude"):
+                return super().windowspec_sql(expression)
+            parts = (self.sql(expression, k) for k in ("kind", "start", "start_side"))
+            return " ".join(p for p in parts if p)
+
+        def property_sql(self, expression: exp.Property) -> str:
+            if type(expression) is exp.Property and isinstance(expression.this, exp.Literal):
+                return f"{self.sql(expression, 'this')} = {self.sql(expression, 'value')}"
+            return super().property_sql(expression)
+
+
+def _window_tvf_sql(self: generator.Generator, e: WindowTVF) -> str:
+    table, keys = f"TABLE {self.sql(e, 'this')}", e.args.get("partition_by") or []
+    if keys:
+        by = self.expressions(e, key="partition_by", flat=True)
+        table += f" PARTITION BY {by if len(keys) == 1 else f'({by})'}"
+    descriptor = self.func("DESCRIPTOR", e.args["timecol"])
+    return self.func(e.args["kind"], table, descriptor, *e.expressions)
