@@ -147,10 +147,12 @@ class Outcome:
 
 
 def _options(case: Case) -> tuple[PlanOptions, RunOptions]:
-    from connectors.options import parse_duration
-
     lateness = case.options.get("allowed-lateness")
-    lateness_us = parse_duration(lateness, f"{case.path}: allowed-lateness") if lateness else 0
+    lateness_us = 0
+    if lateness:
+        from connectors.options import parse_duration
+
+        lateness_us = parse_duration(lateness, f"{case.path}: allowed-lateness")
     known = {"allowed-lateness", "no-flush"}
     unknown = set(case.options) - known
     if unknown:

@@ -13,7 +13,7 @@ import math
 
 import duckdb
 import pyarrow as pa
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from engine.testing import run_sql
@@ -24,7 +24,8 @@ SEC = 1_000_000
 rows_strategy = st.lists(
     st.fixed_dictionaries(
         {
-            "ts": st.integers(0, 600),
+            # many rows on 5 s marks, so window ends and watermarks coincide often
+            "ts": st.one_of(st.integers(0, 40).map(lambda x: x * 5), st.integers(0, 600)),
             "device": st.sampled_from(["a", "b", "c", None]),
             "temp": st.one_of(st.none(), st.integers(-40, 60)),
         }
@@ -120,6 +121,12 @@ def test_in_order_input_equals_batch_query(rows: list[dict], cuts: set[int], kin
     _same(got, want, distinct=False)
 
 
+BOUNDARY = [{"ts": 60, "device": "a", "temp": 1}, {"ts": 30, "device": "a", "temp": 2}, {"ts": 59, "device": None, "temp": None}]
+
+
+@example(rows=BOUNDARY, cuts=set(), kind=("tumble", 60, 60), delay=0, lateness=0, distinct=True)
+@example(rows=BOUNDARY, cuts={1}, kind=("hop", 60, 20), delay=0, lateness=0, distinct=False)
+@example(rows=BOUNDARY, cuts={2}, kind=("cumulate", 60, 15), delay=0, lateness=10, distinct=True)
 @given(
     rows=rows_strategy,
     cuts=st.sets(st.integers(0, 120), max_size=8),
