@@ -1,0 +1,173 @@
+"""Guess a schema from a sample of raw records (like KDA's ``DiscoverInputSchema``).
+
+Columns come in the order their keys (or CSV header names) are first seen. Each column gets the
+narrowest type every non-null sample value fits, by these rules:
+
+==============================================  ==============
+values seen (nulls ignored)                      type
+==============================================  ==============
+only integers                                    BIGINT
+integers and floats                              DOUBLE
+only booleans                                    BOOLEAN
+only ISO-8601 date-times (``2024-05-01T10:00Z``)  TIMESTAMP
+only dates (``2024-05-01``)                      DATE
+dates and date-times                             TIMESTAMP
+anything else, objects, arrays, only nulls       VARCHAR
+==============================================  ==============
+
+CSV fields are text, so there an integer is a field that reads as one (``42``), a float ``4.2``,
+a boolean ``true``/``false``; an empty field is NULL. Records that cannot be read (bad UTF-8, bad
+JSON, a JSON value that is not an object) are left out of the guess; decoding will report them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from engine.errors import ConnectorError
+from engine.formats._coerce import INT_TEXT, NUMBER_TEXT
+from engine.formats.timestamps import parse_date, parse_timestamp
+from engine.types import TS_TYPE
+
+_INT_RE = re.compile(INT_TEXT)
+_NUMBER_RE = re.compile(NUMBER_TEXT)
+_INT64 = 2**63
+_BOM = "\ufeff"
+
+
+def discover_schema(
+    payloads: list[bytes],
+    fmt: str,
+    csv_options: Mapping[str, Any] | None = None,
+    where: str | None = None,
+) -> pa.Schema:
+    """The schema that a sample of records suggests.
+
+    Args:
+        payloads: records from the start of the source (``Source.sample``), header line included
+            for CSV with a header.
+        fmt: ``"json"`` or ``"csv"``.
+        csv_options: ``delimiter`` (default ``,``) and ``header`` (default true). Without a header
+            the columns are named ``COL_1``, ``COL_2``, ...
+        where: a location for error messages (the source URI).
+
+    Returns:
+        An Arrow schema of nullable fields.
+
+    Raises:
+        ConnectorError: if the sample holds no readable record, or for an unknown format.
+    """
+    if fmt == "json":
+        kinds = _json_kinds(payloads)
+    elif fmt == "csv":
+        kinds = _csv_kinds(payloads, dict(csv_options or {}))
+    else:
+        raise ConnectorError(f"cannot discover a schema for format {fmt!r} (json or csv)", where=where)
+    if kinds is None:
+        raise ConnectorError("there are no records to discover a schema from", where=where)
+    return pa.schema([pa.field(name, _type_for(seen)) for name, seen in kinds.items()])
+
+
+def _json_kinds(payloads: list[bytes]) -> dict[str, set[str]] | None:
+    kinds: dict[str, set[str]] = {}
+    found = False
+    for payload in payloads:
+        try:
+            obj = json.loads(payload.decode("utf-8").removeprefix(_BOM))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            continue
+        if not isinstance(obj, dict):
+            continue
+        found = True
+        for key, value in obj.items():
+            seen = kinds.setdefault(key, set())
+            if value is not None:
+                seen.add(_json_kind(value))
+    return kinds if found else None
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int" if -_INT64 <= value < _INT64 else "float"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return _text_kind(value)
+    return "string"
+
+
+def _text_kind(text: str) -> str:
+    try:
+        parse_date(text)
+        return "date"
+    except ValueError:
+        pass
+    try:
+        parse_timestamp(text)
+        return "timestamp"
+    except ValueError:
+        return "string"
+
+
+def _csv_kinds(payloads: list[bytes], options: dict[str, Any]) -> dict[str, set[str]] | None:
+    delimiter = options.get("delimiter", ",")
+    header = options.get("header", True)
+    if isinstance(header, str):
+        header = header.lower() == "true"
+    rows: list[list[str]] = []
+    for payload in payloads:
+        if not payload:
+            continue
+        try:
+            text = payload.decode("utf-8").removeprefix(_BOM)
+            rows.append(next(csv.reader((text,), delimiter=delimiter, strict=True), []))
+        except (UnicodeDecodeError, csv.Error):
+            continue
+    if header:
+        if not rows:
+            return None
+        names, rows = rows[0], rows[1:]
+    else:
+        if not rows:
+            return None
+        names = [f"COL_{i + 1}" for i in range(max(len(r) for r in rows))]
+    kinds: dict[str, set[str]] = {name: set() for name in names}
+    for row in rows:
+        for name, field in zip(names, row, strict=False):
+            if field:
+                kinds[name].add(_csv_kind(field))
+    return kinds
+
+
+def _csv_kind(field: str) -> str:
+    if _INT_RE.fullmatch(field):
+        return "int" if -_INT64 <= int(field) < _INT64 else "float"
+    if _NUMBER_RE.fullmatch(field):
+        return "float"
+    if field.lower() in ("true", "false"):
+        return "bool"
+    return _text_kind(field)
+
+
+def _type_for(seen: set[str]) -> pa.DataType:
+    if not seen:
+        return pa.string()
+    if seen == {"int"}:
+        return pa.int64()
+    if seen <= {"int", "float"}:
+        return pa.float64()
+    if seen == {"bool"}:
+        return pa.bool_()
+    if seen == {"date"}:
+        return pa.date32()
+    if seen <= {"date", "timestamp"}:
+        return TS_TYPE
+    return pa.string()
