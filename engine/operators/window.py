@@ -28,13 +28,15 @@ from engine.runtime.duck import run
 from engine.types import MAX_TIME, MIN_TIME, WM_COL
 
 COMPACT_EVERY = 16  # state tables kept before partial aggregates are merged
+DUCKDB_FROM_ROWS = 200_000  # batches this large aggregate faster in DuckDB than in Arrow
 
 
 class WindowAggOperator:
     """The live side of a ``WindowAggSpec``: see the module docstring."""
 
-    def __init__(self, spec: WindowAggSpec, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, spec: WindowAggSpec, con: duckdb.DuckDBPyConnection, out_schema: pa.Schema | None = None) -> None:
         self.spec, self.con, self.step_id = spec, con, spec.step_id
+        self.out_schema = out_schema
         self.watermark = MIN_TIME  # output watermark (what was forwarded downstream)
         self.input_wm = MIN_TIME
         self.state: list[pa.Table] = []
@@ -74,6 +76,11 @@ class WindowAggOperator:
             we = ws + spec.size_us
             x = rows.append_column("__ws", pa.array(ws)).append_column("__we", pa.array(we))
             late = we + lateness <= rows[WM_COL].to_numpy(zero_copy_only=False)
+            if spec.arrow is not None:
+                if late.any():
+                    errs = _concat(errs, self._late_errors(x.filter(pa.array(late)), x.filter(pa.array(~late))))
+                    x = x.filter(pa.array(~late))
+                return (self._arrow_partial(x) if x.num_rows else None), errs
             if not late.any():
                 pre, eval_errs = run_rows(self.con, spec.fast_pre_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id)
                 return pre, _concat(errs, eval_errs)
@@ -120,9 +127,66 @@ class WindowAggOperator:
         return error_rows(rows, stream=spec.source_stream, step_id=self.step_id, reason="late", messages=messages,
                           event_times=times.combine_chunks() if times is not None else None)
 
+    def _arrow_partial(self, x: pa.Table) -> pa.Table:
+        """Partial aggregates of ``x``: Arrow's hash aggregation for micro-batches, DuckDB's
+        (faster per row, slower to start) for the large batches of a catch-up."""
+        if x.num_rows >= DUCKDB_FROM_ROWS:
+            empty = self._arrow_group(x.slice(0, 0))
+            return run(self.con, self.spec.pre_sql, __x=x).cast(empty.schema)
+        return self._arrow_group(x)
+
+    def _arrow_group(self, x: pa.Table) -> pa.Table:
+        plan = self.spec.arrow
+        group = ["__ws", "__we", *plan.keys]
+        aggs = [([], fn) if col is None else (col, fn) for _, fn, col in plan.partials]
+        out = x.group_by(group, use_threads=x.num_rows >= 200_000).aggregate(aggs)
+        names = [name for name, _, _ in plan.partials]
+        columns = _keys_then_aggregates(out, group, len(aggs))
+        return pa.table(columns, names=["__ws", "__we", *(f"__k{i}" for i in range(len(plan.keys))), *names])
+
+    def _arrow_merge(self, state: pa.Table) -> pa.Table:
+        plan = self.spec.arrow
+        group = ["__ws", "__we", *(f"__k{i}" for i in range(len(plan.keys)))]
+        out = state.group_by(group, use_threads=state.num_rows >= 200_000).aggregate([(p, fn) for p, fn in plan.merges])
+        columns = _keys_then_aggregates(out, group, len(plan.merges))
+        return pa.table(columns, names=[*group, *(p for p, _ in plan.merges)])
+
+    def _arrow_final(self, state: pa.Table, shared: np.ndarray | None) -> pa.Table:
+        """Results of closed windows from their state rows. Only windows whose rows came from
+        more than one state table (``shared``; None: all of them) need merging first."""
+        if shared is None:
+            merged = self._arrow_merge(state)
+        elif len(shared) == 0:
+            merged = state
+        else:
+            mask = pc.is_in(state["__we"], value_set=pa.array(shared, pa.int64()))
+            merged = pa.concat_tables([self._arrow_merge(state.filter(mask)), state.filter(pc.invert(mask))])
+        columns, names = [], []
+        for name, op, cols in self.spec.arrow.final:
+            if op == "key":
+                col = merged[cols[0]]
+            elif op in ("window_start", "window_end", "window_time"):
+                base = merged["__ws"] if op == "window_start" else merged["__we"]
+                if op == "window_time":
+                    base = pc.subtract(base, 1000)
+                col = base.cast(pa.timestamp("us"))
+            elif op == "count":
+                col = pc.coalesce(merged[cols[0]], 0)
+            elif op == "avg":
+                total, count = merged[cols[0]], merged[cols[1]]
+                col = pc.divide(total.cast(pa.float64()), pc.if_else(pc.equal(count, 0), None, count).cast(pa.float64()))
+            else:  # sum, sum_int, min, max
+                col = merged[cols[0]]
+            columns.append(col)
+            names.append(name)
+        table = pa.table(columns, names=names)
+        return table.cast(self.out_schema) if self.out_schema is not None else table
+
     def _compact(self) -> None:
         state = pa.concat_tables(self.state, promote_options="permissive")
-        if self.spec.compact_sql:
+        if self.spec.arrow is not None:
+            state = self._arrow_merge(state)
+        elif self.spec.compact_sql:
             state = run(self.con, self.spec.compact_sql, __state=state)
         self.state = [state]
 
@@ -142,14 +206,21 @@ class WindowAggOperator:
         """EMIT FINAL without lateness: every window with end <= wm, once, then forgotten."""
         if wm < self.min_end:
             return None
-        state = pa.concat_tables(self.state, promote_options="permissive")
-        closing = pc.less_equal(state["__we"], wm)
-        closed = state.filter(closing)
-        rest = state.filter(pc.invert(closing))
-        self.state = [rest] if rest.num_rows else []
-        self.min_end = pc.min(rest["__we"]).as_py() if rest.num_rows else MAX_TIME
+        shared = _shared_windows(self.state)
+        closed_parts, rest = [], []
+        for table in self.state:  # table by table: each keeps at most one row per group
+            closing = pc.less_equal(table["__we"], wm)
+            closed_parts.append(table.filter(closing))
+            kept = table.filter(pc.invert(closing))
+            if kept.num_rows:
+                rest.append(kept)
+        self.state = rest
+        self.min_end = min((pc.min(t["__we"]).as_py() for t in rest), default=MAX_TIME)
+        closed = pa.concat_tables(closed_parts, promote_options="permissive")
         if closed.num_rows == 0:
             return None
+        if self.spec.arrow is not None and self.spec.arrow.final is not None:
+            return self._arrow_final(closed, shared)
         result = run(self.con, self.spec.final_sql, __state=closed)
         return _drop_ids(result)
 
@@ -197,9 +268,8 @@ class WindowAggOperator:
         # evict windows that can no longer change
         horizon = wm - lateness if wm != MAX_TIME else MAX_TIME
         if state is not None and state.num_rows:
-            keep = pc.greater(state["__we"], horizon)
-            kept = state.filter(keep)
-            self.state = [kept] if kept.num_rows else []
+            kept_tables = [t.filter(pc.greater(t["__we"], horizon)) for t in self.state]
+            self.state = [t for t in kept_tables if t.num_rows]
         for ident in [k for k in self.emitted if k[1] <= horizon]:
             del self.emitted[ident]
         if not rows:
@@ -222,12 +292,11 @@ class WindowAggOperator:
 
     # ------------------------------------------------------------------ checkpoints
     def snapshot(self) -> dict[str, Any]:
-        state = pa.concat_tables(self.state, promote_options="permissive") if self.state else None
         return {
             "watermark": self.watermark,
             "input_wm": self.input_wm,
             "prev_wm": self._prev_wm,
-            "state": state,
+            "state": list(self.state),
             "emitted": dict(self.emitted),
             "out_seq": self.out_seq,
             "pending_we": sorted(self.pending_we),
@@ -235,12 +304,33 @@ class WindowAggOperator:
 
     def restore(self, snap: dict[str, Any]) -> None:
         self.watermark, self.input_wm, self._prev_wm = snap["watermark"], snap["input_wm"], snap["prev_wm"]
-        state = snap["state"]
-        self.state = [state] if state is not None and state.num_rows else []
-        self.min_end = pc.min(state["__we"]).as_py() if self.state else MAX_TIME
+        self.state = [t for t in snap["state"] if t.num_rows]
+        self.min_end = min((pc.min(t["__we"]).as_py() for t in self.state), default=MAX_TIME)
         self.emitted = dict(snap["emitted"])
         self.out_seq = snap["out_seq"]
         self.pending_we = set(snap["pending_we"])
+
+
+def _shared_windows(tables: list[pa.Table]) -> np.ndarray:
+    """Window ends (``__we``) that occur in more than one of ``tables``.
+
+    Each state table holds at most one row per (window, key): a table comes from one group-by.
+    """
+    if len(tables) < 2:
+        return np.empty(0, dtype=np.int64)
+    ends = np.concatenate([np.unique(t["__we"].to_numpy()) for t in tables])
+    uniq, counts = np.unique(ends, return_counts=True)
+    return uniq[counts > 1]
+
+
+def _keys_then_aggregates(out: pa.Table, group: list[str], n_aggs: int) -> list[pa.ChunkedArray]:
+    """Columns of a ``group_by().aggregate()`` result as keys, then aggregates, in the order asked.
+
+    (pyarrow has put the keys first in some versions and last in others.)
+    """
+    if out.column_names[: len(group)] == group:
+        return [out.column(i) for i in range(len(group) + n_aggs)]
+    return [out.column(n_aggs + i) for i in range(len(group))] + [out.column(i) for i in range(n_aggs)]
 
 
 def _drop_ids(table: pa.Table) -> pa.Table:

@@ -8,6 +8,7 @@ operator runs, so ``EXPLAIN`` can print exactly what will execute.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -88,6 +89,7 @@ class WindowAggSpec(OperatorSpec):
     final_sql: str = ""
     compact_sql: str | None = None
     mode: str = "partial"  # partial | buffer
+    arrow: Any = None  # an aggregates.ArrowPlan when Arrow can do the partial aggregation
     emit: str = "final"  # final | changes
     allowed_lateness_us: int = 0
     n_keys: int = 0

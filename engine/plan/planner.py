@@ -676,6 +676,7 @@ class _Planner:
             except PlanError:  # the aggregates read window columns: take the general path
                 fast, fast_filter, fast_pre = False, None, None
         lateness = self._lateness(stream)
+        arrow = aggregates.arrow_plan(select, keys, aggs, in_schema) if fast else None
         spec = WindowAggSpec(
             step,
             stream.key,
@@ -693,6 +694,7 @@ class _Planner:
             final_sql=lowered.final_sql,
             compact_sql=lowered.compact_sql,
             mode=lowered.mode,
+            arrow=arrow,
             emit=emit,
             allowed_lateness_us=lateness,
             n_keys=len(keys),

@@ -30,10 +30,10 @@ class TickResult:
     errors: list[pa.Table] = field(default_factory=list)
 
 
-def make_operator(spec: object, con: duckdb.DuckDBPyConnection, source_stream: str) -> Operator:
+def make_operator(spec: object, con: duckdb.DuckDBPyConnection, source_stream: str, out_schema: pa.Schema | None = None) -> Operator:
     """The live operator for a spec (the one table of operator kinds)."""
     if isinstance(spec, WindowAggSpec):
-        return WindowAggOperator(spec, con)
+        return WindowAggOperator(spec, con, out_schema)
     if isinstance(spec, SessionAggSpec):
         return SessionAggOperator(spec, con)
     if isinstance(spec, StatelessSpec):
@@ -55,7 +55,7 @@ class Pipeline:
         for spec in program.operators:
             src = origin.get(spec.input, program.streams[spec.input].name)
             origin.setdefault(spec.output, src)
-            self.operators.append(make_operator(spec, self.con, src))
+            self.operators.append(make_operator(spec, self.con, src, program.streams[spec.output].schema))
         self.producers: dict[str, list[int]] = {}
         for i, spec in enumerate(program.operators):
             self.producers.setdefault(spec.output, []).append(i)
