@@ -66,6 +66,10 @@ def show(value: Any, limit: int = 60) -> str:
     """
     try:
         text = json.dumps(value, ensure_ascii=False)
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate cannot go into an Arrow string
+    except UnicodeEncodeError:
+        text = json.dumps(value)
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +41,7 @@ from engine.errors import ConnectorError
 from engine.formats._coerce import Coercer, CoercionError, coercer, show, storage_type
 from engine.formats._vector import convert
 from engine.formats.encode import lines_buffer, row_to_json
+from engine.formats.timestamps import now_us
 from engine.types import ERROR_SCHEMA, SEQ_COL, TS_TYPE
 
 _SMALL_CHUNK = 64  # at or below this many records, go record by record
@@ -59,11 +59,6 @@ _SUSPECT = {"json": _ONE_OBJECT, "csv": '["\r\n\x00]'}
 # that, trying the batch reader and splitting on failure is faster; above it, slower).
 _DIRTY_RATIO = 2000
 _CSV_OPTION_KEYS = {"delimiter", "header"}
-
-
-def wall_clock_us() -> int:
-    """Microseconds since the epoch, now (UTC). The default clock for ``detected_at``."""
-    return time.time_ns() // 1000
 
 
 class Decoder:
@@ -86,7 +81,7 @@ class Decoder:
         time_column: str | None = None,
         max_record_bytes: int = 1 << 20,
         csv_options: Mapping[str, Any] | None = None,
-        clock: Callable[[], int] = wall_clock_us,
+        clock: Callable[[], int] = now_us,
     ) -> None:
         """Validate the configuration; no I/O.
 
@@ -609,7 +604,7 @@ class _Errors:
     def add(self, reason: str, message: str, payload: bytes, offset: int, event_time: int | None = None) -> None:
         self.numbers.append(offset)
         self.reasons.append(reason)
-        self.messages.append(message)
+        self.messages.append(message if message.isascii() else message.encode("utf-8", "backslashreplace").decode())
         self.payloads.append(payload)
         self.offsets.append(f"{self.stream}:{offset}")
         self.event_times.append(event_time)

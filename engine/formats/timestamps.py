@@ -8,6 +8,7 @@ value is an ``int`` of microseconds since the Unix epoch, UTC.
 from __future__ import annotations
 
 import re
+import time
 from datetime import date
 
 import pyarrow as pa
@@ -29,6 +30,11 @@ DATE_PATTERN = r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})"
 _TS_RE = re.compile(TIMESTAMP_PATTERN)
 _DATE_RE = re.compile(DATE_PATTERN)
 _TIME_RE = re.compile(r"([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?")
+
+
+def now_us() -> int:
+    """Microseconds since the epoch, now (UTC): the wall clock for arrival and detection times."""
+    return time.time_ns() // 1000
 
 
 def parse_timestamp(text: str) -> int:

@@ -485,3 +485,18 @@ def test_csv_whole_batch_equals_record_by_record(dtype: pa.DataType) -> None:
         ref_rows, ref_errors = reference.decode(raw_batch(lines))
         assert rows.to_pylist() == ref_rows.to_pylist(), kinds[trial]
         assert errors.column("message").to_pylist() == ref_errors.column("message").to_pylist()
+
+
+def test_decode_lone_surrogate_is_a_type_error_with_a_printable_message() -> None:
+    schema = pa.schema([("id", pa.int32()), ("name", pa.string())])
+    lines = [
+        b'{"id": 1, "name": "ok"}',
+        b'{"id": 2, "name": "bad \\ud800 text"}',
+        b'{"id": 3, "name": "\\ud83d\\ude00"}',
+    ]
+    for copies in (1, 40):
+        rows, errors = decode(lines * copies, schema=schema, time_column=None)
+        assert {r["name"] for r in rows} == {"ok", "\U0001f600"}
+        assert {e["reason"] for e in errors} == {"type"}
+        assert len(errors) == copies
+        assert "\\ud800" in errors[0]["message"]
