@@ -4,6 +4,10 @@ A source is built from a URI plus options and does no I/O until ``open``. It han
 *raw* rows (bytes to decode, ``kind == "raw"``, schema ``engine.types.RAW_SCHEMA``) or *typed*
 rows (``kind == "typed"``: Arrow columns plus ``offset``), never Python objects.
 A sink receives typed rows (hidden ``__`` columns already removed) within epochs.
+
+Raw CSV sources also carry ``csv_options`` (``{"delimiter": ",", "header": True}``) for the
+decoder; read it with ``getattr(source, "csv_options", None)``, as it is not part of the protocol.
+Build connectors with ``connectors.open_source``/``open_sink``.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class Source(Protocol):
     def offsets(self) -> Offsets:
         """Position *after* the last row poll() returned. Goes into the checkpoint."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release resources. May not be called on a crash: nothing correct may depend on it."""
 
 
 class Sink(Protocol):
@@ -55,7 +60,8 @@ class Sink(Protocol):
 
     name: str
 
-    def open(self, schema: pa.Schema, last_committed: Epoch | None) -> None: ...
+    def open(self, schema: pa.Schema, last_committed: Epoch | None) -> None:
+        """Get ready to write rows of ``schema``; ``last_committed`` is the epoch last made visible."""
 
     def write(self, epoch: Epoch, batch: pa.Table) -> None:
         """Stage rows for ``epoch``."""
@@ -66,4 +72,5 @@ class Sink(Protocol):
     def abort(self, epoch: Epoch) -> None:
         """Throw away whatever ``epoch`` staged."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release resources. May not be called on a crash: nothing correct may depend on it."""

@@ -1,0 +1,274 @@
+"""``demo:ticker``: a simulated stock ticker, like the Kinesis Data Analytics demo stream.
+
+Columns: ``TICKER_SYMBOL`` (20 symbols with fixed sectors), ``SECTOR``, ``CHANGE`` (price minus the
+symbol's previous price), ``PRICE`` (a per-symbol random walk, 2 decimals, always > 0),
+``VOLUME`` and ``EVENT_TIME``.
+
+Time is simulated, not waited for: event *k* arrives at ``2024-05-01T10:00:00Z + k / rate``
+seconds, and about 10% of events carry an event time 0-2 s before their arrival, so the stream is
+slightly out of order. About 0.2% of events are price spikes (±8-15% for that one event) and
+about 0.5% volume bursts (10x), so alarm queries have something to find. Rows come as fast as the
+engine polls.
+
+Options (URI query or WITH): ``rows`` (stop after this many; default: never), ``seed`` (default
+42) and ``rate`` (events per simulated second, default 100).
+
+Determinism: rows are generated in fixed blocks of ``BLOCK_ROWS``, each from its own random
+generator seeded by ``(seed, block)``. A symbol's price walks from one *anchor* price to the next
+across a block (a Brownian bridge), and anchors are a deterministic function of
+``(seed, block)``. So any row can be regenerated without the rows before it, and resuming at
+offset *k* gives exactly rows *k*, *k+1*, … of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+
+from connectors.options import Options
+from engine.errors import ConnectorError
+from engine.types import TS_TYPE, Offsets
+
+BLOCK_ROWS = 8192
+START_US = 1_714_557_600_000_000  # 2024-05-01T10:00:00Z
+_OFFSETS_KEY = "ticker"
+
+# symbol, sector, opening price
+_SYMBOLS = [
+    ("AAPL", "TECHNOLOGY", 170.0),
+    ("MSFT", "TECHNOLOGY", 410.0),
+    ("INTC", "TECHNOLOGY", 31.0),
+    ("CRM", "TECHNOLOGY", 290.0),
+    ("ORCL", "TECHNOLOGY", 125.0),
+    ("AMZN", "RETAIL", 180.0),
+    ("TGT", "RETAIL", 150.0),
+    ("WMT", "RETAIL", 60.0),
+    ("COST", "RETAIL", 720.0),
+    ("BAC", "FINANCIAL", 38.0),
+    ("JPM", "FINANCIAL", 195.0),
+    ("WAS", "FINANCIAL", 42.0),
+    ("DFG", "FINANCIAL", 55.0),
+    ("XOM", "ENERGY", 118.0),
+    ("CVX", "ENERGY", 160.0),
+    ("NFS", "ENERGY", 24.0),
+    ("PFE", "HEALTHCARE", 28.0),
+    ("JNJ", "HEALTHCARE", 150.0),
+    ("QXZ", "HEALTHCARE", 84.0),
+    ("ABC", "HEALTHCARE", 66.0),
+]
+_N = len(_SYMBOLS)
+_TICKERS = pa.array([s for s, _, _ in _SYMBOLS], pa.string())
+_SECTORS = pa.array([s for _, s, _ in _SYMBOLS], pa.string())
+_LOG_OPEN = np.log(np.array([p for _, _, p in _SYMBOLS]))
+# A few symbols trade more than others: weights 1/sqrt(rank), as a lookup table drawn from uniformly.
+_WEIGHTS = 1.0 / np.sqrt(np.arange(1, _N + 1))
+_PICK = np.repeat(np.arange(_N, dtype=np.uint8), np.round(_WEIGHTS / _WEIGHTS.sum() * 4096).astype(int))
+_ANCHOR_WAVES = ((0.04, 7.0), (0.08, 61.0), (0.12, 997.0))  # (log amplitude, period in blocks)
+_STEP_WIDTH = 0.0015 * math.sqrt(3)  # log-price steps uniform in ±this (standard deviation 0.15%)
+_VOLUME_MIN, _VOLUME_SPAN = 100.0, math.log(10)  # volumes log-uniform in 100 .. 1000; bursts above
+_SPIKE_RATE, _SPIKE_MIN, _SPIKE_MAX = 0.002, 0.08, 0.15
+_BURST_RATE, _BURST_FACTOR = 0.005, 10
+_LATE_RATE, _MAX_DELAY_US = 0.10, 2_000_000
+
+SCHEMA = pa.schema(
+    [
+        ("TICKER_SYMBOL", pa.string()),
+        ("SECTOR", pa.string()),
+        ("CHANGE", pa.float64()),
+        ("PRICE", pa.float64()),
+        ("VOLUME", pa.int64()),
+        ("EVENT_TIME", TS_TYPE),
+    ]
+)
+
+
+class DemoSource:
+    """The simulated ticker, a typed source (see the module docstring for what it generates)."""
+
+    kind: Literal["raw", "typed"] = "typed"
+    format: str | None = None
+
+    def __init__(self, name: str, options: Options, generator: str = "ticker") -> None:
+        """Take ``rows``, ``seed`` and ``rate``; no generation yet.
+
+        Args:
+            name: the stream name.
+            options: as above.
+            generator: the demo stream (only ``ticker`` exists).
+
+        Raises:
+            ConnectorError: for an unknown generator or a bad option.
+        """
+        if generator not in ("", "ticker"):
+            raise ConnectorError(f"unknown demo stream {generator!r} (known: ticker)", where=options.where)
+        self.name = name
+        self.where = options.where
+        rows = options.take_optional("rows")
+        self.rows: int | None = None if rows is None else _non_negative(rows, "rows", options.where)
+        self.seed = options.take_int("seed", 42, minimum=0)
+        self.rate = options.take_float("rate", 100.0, minimum_exclusive=0.0)
+        self.bounded = self.rows is not None
+        self._us_per_event = 1_000_000 / self.rate
+        phases = np.random.default_rng([self.seed, 2**32]).uniform(0, 2 * math.pi, size=(len(_ANCHOR_WAVES), _N))
+        self._phases = phases
+        self._next = 0
+        self._block_index = -1
+        self._block: pa.Table | None = None
+
+    @classmethod
+    def from_uri(cls, name: str, target: str | None, options: Options) -> DemoSource:
+        """The registry's factory: ``target`` names the generator (``ticker``)."""
+        generator = target if target is not None else options.take("generator", "ticker")
+        return cls(name, options, generator.strip().lower())
+
+    def open(self, resume: Offsets | None) -> None:
+        """Continue at ``resume["ticker"]`` (the next row index), or at row 0.
+
+        Raises:
+            ConnectorError: if the resume offset is not a row number.
+        """
+        text = (resume or {}).get(_OFFSETS_KEY, "0")
+        if not text.isdigit():
+            raise ConnectorError(f"resume offset {text!r} for the demo is not a row number", where=self.where)
+        self._next = int(text)
+
+    def poll(self, max_rows: int, timeout_s: float) -> pa.RecordBatch | None:
+        """The next rows (never waits); None after ``rows`` rows when bounded."""
+        stop = self._next + max_rows
+        if self.rows is not None:
+            if self._next >= self.rows:
+                return None
+            stop = min(stop, self.rows)
+        pieces = []
+        position = self._next
+        while position < stop:
+            block_index, within = divmod(position, BLOCK_ROWS)
+            take = min(BLOCK_ROWS - within, stop - position)
+            pieces.append(self._block_table(block_index).slice(within, take))
+            position += take
+        self._next = stop
+        table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+        return table.combine_chunks().to_batches()[0]
+
+    def rows_at(self, start: int, count: int) -> pa.Table:
+        """Rows ``start`` … ``start + count - 1`` of the stream, with ``offset`` (no state change).
+
+        Args:
+            start: the first row index.
+            count: how many rows.
+
+        Returns:
+            A table of ``SCHEMA`` plus ``offset``.
+        """
+        pieces = []
+        position, stop = start, start + count
+        while position < stop:
+            block_index, within = divmod(position, BLOCK_ROWS)
+            take = min(BLOCK_ROWS - within, stop - position)
+            pieces.append(self._generate(block_index).slice(within, take))
+            position += take
+        return pa.concat_tables(pieces) if pieces else self._generate(0).slice(0, 0)
+
+    def _block_table(self, index: int) -> pa.Table:
+        if index != self._block_index:
+            self._block = self._generate(index)
+            self._block_index = index
+        assert self._block is not None
+        return self._block
+
+    def _log_anchor(self, block: int) -> np.ndarray:
+        """Each symbol's log price at the start of ``block``: the same however it is reached."""
+        log_price: np.ndarray = _LOG_OPEN.copy()
+        for (amplitude, period), phase in zip(_ANCHOR_WAVES, self._phases, strict=True):
+            log_price += amplitude * np.sin(2 * math.pi * block / period + phase)
+        return log_price
+
+    def _generate(self, block: int) -> pa.Table:
+        rng = np.random.default_rng([self.seed, block])
+        n = BLOCK_ROWS
+        symbol = _PICK[rng.integers(0, len(_PICK), n, dtype=np.uint16)]
+        uniform = rng.random((2, n))
+        steps = (uniform[0] * 2 - 1) * _STEP_WIDTH
+        volume = (_VOLUME_MIN * np.exp(uniform[1] * _VOLUME_SPAN)).astype(np.int64)
+        spike = np.zeros(n, dtype=bool)
+        spike_size = np.zeros(n)
+        where = rng.integers(0, n, rng.binomial(n, _SPIKE_RATE))
+        spike[where] = True
+        spike_size[where] = rng.uniform(_SPIKE_MIN, _SPIKE_MAX, len(where)) * np.where(
+            rng.random(len(where)) < 0.5, -1, 1
+        )
+        volume[rng.integers(0, n, rng.binomial(n, _BURST_RATE))] *= _BURST_FACTOR
+        late = rng.integers(0, n, rng.binomial(n, _LATE_RATE))
+        delay = rng.integers(0, _MAX_DELAY_US, len(late), endpoint=True)
+
+        # Per symbol, a Brownian bridge from this block's anchor to the next one, in log space.
+        order = np.argsort(symbol, kind="stable")
+        grouped = symbol[order]
+        counts = np.bincount(symbol, minlength=_N)
+        starts = np.cumsum(counts) - counts
+        walk = np.cumsum(steps[order])
+        before = np.concatenate(([0.0], walk))
+        walk_in_group = walk - before[starts][grouped]
+        group_total = before[starts + counts] - before[starts]
+        rank = np.arange(n) - starts[grouped] + 1  # 1-based position among the symbol's trades
+        share = rank / counts[grouped]
+        here, there = self._log_anchor(block), self._log_anchor(block + 1)
+        log_price = here[grouped] + (there - here)[grouped] * share + walk_in_group - share * group_total[grouped]
+        last = rank == counts[grouped]
+        log_price = np.where(last, there[grouped], log_price)  # exactly the next block's anchor
+        price = np.maximum(np.round(np.exp(log_price), 2), 0.01)
+        spiked = spike[order] & ~last  # the last trade of a block is never a spike: it is the anchor
+        price = np.where(spiked, np.maximum(np.round(price * (1 + spike_size[order]), 2), 0.01), price)
+        previous = np.empty(n)
+        previous[1:] = price[:-1]
+        first = rank == 1
+        previous[first] = np.maximum(np.round(np.exp(here[grouped[first]]), 2), 0.01)
+        change = np.round(price - previous, 2)
+
+        in_row_order = np.empty(n)
+        in_row_order[order] = price
+        change_in_order = np.empty(n)
+        change_in_order[order] = change
+
+        index = np.arange(block * n, (block + 1) * n, dtype=np.float64)
+        arrival = START_US + np.floor(index * self._us_per_event).astype(np.int64)
+        event_time = arrival.copy()
+        event_time[late] = arrival[late] - delay
+        sym = pa.array(symbol)
+        return pa.table(
+            {
+                "TICKER_SYMBOL": pa.DictionaryArray.from_arrays(sym, _TICKERS).dictionary_decode(),
+                "SECTOR": pa.DictionaryArray.from_arrays(sym, _SECTORS).dictionary_decode(),
+                "CHANGE": pa.array(change_in_order),
+                "PRICE": pa.array(in_row_order),
+                "VOLUME": pa.array(volume),
+                "EVENT_TIME": pa.array(event_time, TS_TYPE),
+                "offset": pa.array(np.arange(block * n, (block + 1) * n, dtype=np.int64)),
+            }
+        )
+
+    def schema(self) -> pa.Schema:
+        """The ticker's columns (without ``offset``)."""
+        return SCHEMA
+
+    def sample(self, max_rows: int) -> list[bytes]:
+        """A typed source has no raw records to sample: always ``[]``."""
+        return []
+
+    def offsets(self) -> Offsets:
+        """``{"ticker": next row index}``."""
+        return {_OFFSETS_KEY: str(self._next)}
+
+    def close(self) -> None:
+        """Drop the cached block."""
+        self._block = None
+        self._block_index = -1
+
+
+def _non_negative(text: str, key: str, where: str) -> int:
+    if not text.strip().isdigit():
+        raise ConnectorError(f"option {key!r}: {text!r} is not a whole number", where=where)
+    return int(text)
