@@ -5,8 +5,8 @@ symbol's previous price), ``PRICE`` (a per-symbol random walk, 2 decimals, alway
 ``VOLUME`` and ``EVENT_TIME``.
 
 Time is simulated, not waited for: event *k* arrives at ``2024-05-01T10:00:00Z + k / rate``
-seconds, and about 10% of events carry an event time 0-2 s before their arrival, so the stream is
-slightly out of order. About 0.2% of events are price spikes (±8-15% for that one event) and
+seconds (to the millisecond below), and about 10% of events carry an event time 0-2 s before
+their arrival, so the stream is slightly out of order. Times are whole milliseconds. About 0.2% of events are price spikes (±8-15% for that one event) and
 about 0.5% volume bursts (10x), so alarm queries have something to find. Rows come as fast as the
 engine polls.
 
@@ -71,7 +71,7 @@ _STEP_WIDTH = 0.0015 * math.sqrt(3)  # log-price steps uniform in ±this (standa
 _VOLUME_MIN, _VOLUME_SPAN = 100.0, math.log(10)  # volumes log-uniform in 100 .. 1000; bursts above
 _SPIKE_RATE, _SPIKE_MIN, _SPIKE_MAX = 0.002, 0.08, 0.15
 _BURST_RATE, _BURST_FACTOR = 0.005, 10
-_LATE_RATE, _MAX_DELAY_US = 0.10, 2_000_000
+_LATE_RATE, _MAX_DELAY_MS = 0.10, 2_000
 
 SCHEMA = pa.schema(
     [
@@ -83,6 +83,9 @@ SCHEMA = pa.schema(
         ("EVENT_TIME", TS_TYPE),
     ]
 )
+
+
+_BATCH_SCHEMA = SCHEMA.append(pa.field("offset", pa.int64()))
 
 
 class DemoSource:
@@ -111,12 +114,12 @@ class DemoSource:
         self.seed = options.take_int("seed", 42, minimum=0)
         self.rate = options.take_float("rate", 100.0, minimum_exclusive=0.0)
         self.bounded = self.rows is not None
-        self._us_per_event = 1_000_000 / self.rate
+        self._ms_per_event = 1000 / self.rate
         phases = np.random.default_rng([self.seed, 2**32]).uniform(0, 2 * math.pi, size=(len(_ANCHOR_WAVES), _N))
         self._phases = phases
         self._next = 0
         self._block_index = -1
-        self._block: pa.Table | None = None
+        self._cached: dict[str, np.ndarray] = {}
 
     @classmethod
     def from_uri(cls, name: str, target: str | None, options: Options) -> DemoSource:
@@ -142,42 +145,23 @@ class DemoSource:
             if self._next >= self.rows:
                 return None
             stop = min(stop, self.rows)
-        pieces = []
+        pieces: list[dict[str, np.ndarray]] = []
         position = self._next
         while position < stop:
             block_index, within = divmod(position, BLOCK_ROWS)
             take = min(BLOCK_ROWS - within, stop - position)
-            pieces.append(self._block_table(block_index).slice(within, take))
+            pieces.append({k: v[within : within + take] for k, v in self._block(block_index).items()})
             position += take
+        columns = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} if len(pieces) > 1 else pieces[0]
+        batch = _to_arrow(columns, self._next)
         self._next = stop
-        table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
-        return table.combine_chunks().to_batches()[0]
+        return batch
 
-    def rows_at(self, start: int, count: int) -> pa.Table:
-        """Rows ``start`` … ``start + count - 1`` of the stream, with ``offset`` (no state change).
-
-        Args:
-            start: the first row index.
-            count: how many rows.
-
-        Returns:
-            A table of ``SCHEMA`` plus ``offset``.
-        """
-        pieces = []
-        position, stop = start, start + count
-        while position < stop:
-            block_index, within = divmod(position, BLOCK_ROWS)
-            take = min(BLOCK_ROWS - within, stop - position)
-            pieces.append(self._generate(block_index).slice(within, take))
-            position += take
-        return pa.concat_tables(pieces) if pieces else self._generate(0).slice(0, 0)
-
-    def _block_table(self, index: int) -> pa.Table:
+    def _block(self, index: int) -> dict[str, np.ndarray]:
         if index != self._block_index:
-            self._block = self._generate(index)
+            self._cached = self._generate(index)
             self._block_index = index
-        assert self._block is not None
-        return self._block
+        return self._cached
 
     def _log_anchor(self, block: int) -> np.ndarray:
         """Each symbol's log price at the start of ``block``: the same however it is reached."""
@@ -186,7 +170,8 @@ class DemoSource:
             log_price += amplitude * np.sin(2 * math.pi * block / period + phase)
         return log_price
 
-    def _generate(self, block: int) -> pa.Table:
+    def _generate(self, block: int) -> dict[str, np.ndarray]:
+        """Block ``block``'s rows as numpy columns: the same for the same (seed, block), always."""
         rng = np.random.default_rng([self.seed, block])
         n = BLOCK_ROWS
         symbol = _PICK[rng.integers(0, len(_PICK), n, dtype=np.uint16)]
@@ -202,7 +187,7 @@ class DemoSource:
         )
         volume[rng.integers(0, n, rng.binomial(n, _BURST_RATE))] *= _BURST_FACTOR
         late = rng.integers(0, n, rng.binomial(n, _LATE_RATE))
-        delay = rng.integers(0, _MAX_DELAY_US, len(late), endpoint=True)
+        delay = rng.integers(0, _MAX_DELAY_MS, len(late), endpoint=True) * 1000
 
         # Per symbol, a Brownian bridge from this block's anchor to the next one, in log space.
         order = np.argsort(symbol, kind="stable")
@@ -234,21 +219,16 @@ class DemoSource:
         change_in_order[order] = change
 
         index = np.arange(block * n, (block + 1) * n, dtype=np.float64)
-        arrival = START_US + np.floor(index * self._us_per_event).astype(np.int64)
+        arrival = START_US + np.floor(index * self._ms_per_event).astype(np.int64) * 1000
         event_time = arrival.copy()
         event_time[late] = arrival[late] - delay
-        sym = pa.array(symbol)
-        return pa.table(
-            {
-                "TICKER_SYMBOL": pa.DictionaryArray.from_arrays(sym, _TICKERS).dictionary_decode(),
-                "SECTOR": pa.DictionaryArray.from_arrays(sym, _SECTORS).dictionary_decode(),
-                "CHANGE": pa.array(change_in_order),
-                "PRICE": pa.array(in_row_order),
-                "VOLUME": pa.array(volume),
-                "EVENT_TIME": pa.array(event_time, TS_TYPE),
-                "offset": pa.array(np.arange(block * n, (block + 1) * n, dtype=np.int64)),
-            }
-        )
+        return {
+            "symbol": symbol,
+            "change": change_in_order,
+            "price": in_row_order,
+            "volume": volume,
+            "time": event_time,
+        }
 
     def schema(self) -> pa.Schema:
         """The ticker's columns (without ``offset``)."""
@@ -264,8 +244,25 @@ class DemoSource:
 
     def close(self) -> None:
         """Drop the cached block."""
-        self._block = None
+        self._cached = {}
         self._block_index = -1
+
+
+def _to_arrow(columns: dict[str, np.ndarray], first_offset: int) -> pa.RecordBatch:
+    symbol = pa.array(columns["symbol"])
+    n = len(symbol)
+    return pa.record_batch(
+        [
+            pa.DictionaryArray.from_arrays(symbol, _TICKERS).dictionary_decode(),
+            pa.DictionaryArray.from_arrays(symbol, _SECTORS).dictionary_decode(),
+            pa.array(columns["change"]),
+            pa.array(columns["price"]),
+            pa.array(columns["volume"]),
+            pa.array(columns["time"], TS_TYPE),
+            pa.array(np.arange(first_offset, first_offset + n, dtype=np.int64)),
+        ],
+        schema=_BATCH_SCHEMA,
+    )
 
 
 def _non_negative(text: str, key: str, where: str) -> int:
