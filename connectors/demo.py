@@ -6,9 +6,10 @@ symbol's previous price), ``PRICE`` (a per-symbol random walk, 2 decimals, alway
 
 Time is simulated, not waited for: event *k* arrives at ``2024-05-01T10:00:00Z + k / rate``
 seconds (to the millisecond below), and about 10% of events carry an event time 0-2 s before
-their arrival, so the stream is slightly out of order. Times are whole milliseconds. About 0.2% of events are price spikes (±8-15% for that one event) and
-about 0.5% volume bursts (10x), so alarm queries have something to find. Rows come as fast as the
-engine polls.
+their arrival, so the stream is slightly out of order. Times are whole milliseconds. About 0.2%
+of events are price spikes (±8-15% for that one event) and about 0.5% volume bursts (10x: volumes
+are 100-1000, bursts above 1000), so alarm queries have something to find. Rows come as fast as
+the engine polls.
 
 Options (URI query or WITH): ``rows`` (stop after this many; default: never), ``seed`` (default
 42) and ``rate`` (events per simulated second, default 100).
