@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors._lines import LineBuffer, raw_batch
-from connectors.options import Options
+from connectors.options import Options, take_csv_options
 from engine.errors import ConnectorError
 from engine.formats.encode import to_csv, to_json_lines
 from engine.formats.timestamps import now_us
@@ -59,12 +59,8 @@ def _format_of(path: str, options: Options) -> tuple[str, bool]:
 
 
 def _csv_options(path: str, options: Options) -> dict[str, Any]:
-    delimiter = options.take("delimiter", "\t" if path.lower().removesuffix(".gz").endswith(".tsv") else ",")
-    if delimiter in ("\\t", "tab"):
-        delimiter = "\t"
-    if len(delimiter) != 1 or delimiter in '"\r\n':
-        raise ConnectorError(f"option 'delimiter': {delimiter!r} is not one character", where=options.where)
-    return {"delimiter": delimiter, "header": options.take_bool("header", True)}
+    tsv = path.lower().removesuffix(".gz").endswith(".tsv")
+    return take_csv_options(options, "\t" if tsv else ",")
 
 
 def _path_of(target: str | None, options: Options) -> str:

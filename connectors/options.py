@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from engine.errors import ConnectorError
 
@@ -85,6 +86,30 @@ def parse_bool(text: str, where: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ConnectorError(f"{text!r} is not true or false", where=where)
+
+
+def take_csv_options(options: Options, default_delimiter: str = ",") -> dict[str, Any]:
+    r"""Take the CSV options every CSV connector understands.
+
+    ``delimiter`` is one character (``\t`` or ``tab`` for a tab); ``header`` is a boolean,
+    default true.
+
+    Args:
+        options: the connector's options.
+        default_delimiter: the delimiter when none is given.
+
+    Returns:
+        ``{"delimiter": str, "header": bool}``, the ``csv_options`` the decoder takes.
+
+    Raises:
+        ConnectorError: for a delimiter that is not one character (or is a quote or line break).
+    """
+    delimiter = options.take("delimiter", default_delimiter)
+    if delimiter in ("\\t", "tab"):
+        delimiter = "\t"
+    if len(delimiter) != 1 or delimiter in '"\r\n':
+        raise ConnectorError(f"option 'delimiter': {delimiter!r} is not one character", where=options.where)
+    return {"delimiter": delimiter, "header": options.take_bool("header", True)}
 
 
 class Options:

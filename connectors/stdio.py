@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors._lines import LineBuffer, raw_batch
-from connectors.options import Options
+from connectors.options import Options, take_csv_options
 from engine.errors import ConnectorError
 from engine.formats.encode import to_csv, to_json_lines
 from engine.formats.timestamps import format_timestamps, now_us
@@ -58,11 +58,7 @@ class StdinSource:
         self.format: str | None = "csv" if fmt == "csv" else "json"
         self.csv_options: dict[str, Any] | None = None
         if self.format == "csv":
-            delimiter = options.take("delimiter", ",")
-            delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter
-            if len(delimiter) != 1:
-                raise ConnectorError(f"option 'delimiter': {delimiter!r} is not one character", where=self.where)
-            self.csv_options = {"delimiter": delimiter, "header": options.take_bool("header", True)}
+            self.csv_options = take_csv_options(options)
         self._given = stream
         self._stream: IO[bytes] | None = None
         self._fd: int | None = None
@@ -171,8 +167,11 @@ class StdoutSink:
             self.mode = "json"
         self.title = options.take("title", name)
         self.max_rows = options.take_int("max-rows", 1000, minimum=1)
-        self.delimiter = options.take("delimiter", ",") if self.mode == "csv" else ","
-        self.header = options.take_bool("header", True) if self.mode == "csv" else True
+        csv_options: dict[str, Any] = (
+            take_csv_options(options) if self.mode == "csv" else {"delimiter": ",", "header": True}
+        )
+        self.delimiter: str = csv_options["delimiter"]
+        self.header: bool = csv_options["header"]
         self._given = stream
         self._out: IO[str] | None = None
         self._console: Any = None
