@@ -223,14 +223,14 @@ class Decoder:
             parts.append(self._slow(payloads.filter(suspect), offsets.filter(suspect), positions[suspect_np], errors))
             clean = pc.invert(suspect)
             payloads, offsets, positions = payloads.filter(clean), offsets.filter(clean), positions[~suspect_np]
-        before = len(errors)
+        before = errors.refused
         if self._dirty:
             parts.append(self._slow(payloads, offsets, positions, errors))
         else:
             parts += self._decode_range(payloads, offsets, positions, errors)
         # A stream where many records fail skips the whole-batch reader for its next batch: trying
         # and splitting would cost more than going record by record.
-        self._dirty = (len(errors) - before) * _DIRTY_RATIO > len(payloads)
+        self._dirty = (errors.refused - before) * _DIRTY_RATIO > len(payloads)
         return _in_order(parts, self.out_schema), errors.table()
 
     def _take_header(self, payloads: pa.Array, offsets: pa.Array, keep: pa.Array) -> pa.Array:
@@ -361,6 +361,7 @@ class Decoder:
                 text = payload.decode("utf-8")
             except UnicodeDecodeError as err:
                 errors.add("decode", f"invalid UTF-8 at byte {err.start}", payload, offset)
+                errors.refused += 1
                 continue
             if offset == 0:
                 text = text.removeprefix(_BOM)
@@ -368,9 +369,11 @@ class Decoder:
                 row = parse(text)
             except _BadRecord as err:
                 errors.add("decode", str(err), payload, offset)
+                errors.refused += 1
                 continue
             except _BadValue as err:
                 errors.add("type", str(err), payload, offset, err.event_time)
+                errors.refused += 1
                 continue
             rows.append(row)
             good.append(i)
@@ -589,15 +592,13 @@ class _Errors:
 
     def __init__(self, stream: str, step_id: str, detected_at: int) -> None:
         self.stream, self.step_id, self.detected_at = stream, step_id, detected_at
+        self.refused = 0  # records the record-by-record path refused (what makes batches split)
         self.numbers: list[int] = []
         self.reasons: list[str] = []
         self.messages: list[str] = []
         self.payloads: list[bytes] = []
         self.offsets: list[str] = []
         self.event_times: list[int | None] = []
-
-    def __len__(self) -> int:
-        return len(self.reasons)
 
     def add(self, reason: str, message: str, payload: bytes, offset: int, event_time: int | None = None) -> None:
         self.numbers.append(offset)
