@@ -64,12 +64,16 @@ _N = len(_SYMBOLS)
 _TICKERS = pa.array([s for s, _, _ in _SYMBOLS], pa.string())
 _SECTORS = pa.array([s for _, s, _ in _SYMBOLS], pa.string())
 _LOG_OPEN = np.log(np.array([p for _, _, p in _SYMBOLS]))
-# A few symbols trade more than others: weights 1/sqrt(rank), as a lookup table drawn from uniformly.
+# Each row's symbol, volume and price step come from one 64-bit random word through lookup tables:
+# bits 0-11 pick the symbol (a few trade more than others: weights 1/sqrt(rank)), bits 12-21 the
+# volume (log-uniform 100 .. 1000; bursts are above), bits 22-37 the step (uniform).
 _WEIGHTS = 1.0 / np.sqrt(np.arange(1, _N + 1))
-_PICK = np.repeat(np.arange(_N, dtype=np.uint8), np.round(_WEIGHTS / _WEIGHTS.sum() * 4096).astype(int))
+_SHARES = np.floor(_WEIGHTS / _WEIGHTS.sum() * 4096).astype(int)
+_SHARES[0] += 4096 - _SHARES.sum()
+_PICK = np.repeat(np.arange(_N, dtype=np.uint8), _SHARES)
+_VOLUMES = np.round(100 * 10 ** (np.arange(1024) / 1024)).astype(np.int64)
 _ANCHOR_WAVES = ((0.04, 7.0), (0.08, 61.0), (0.12, 997.0))  # (log amplitude, period in blocks)
 _STEP_WIDTH = 0.0015 * math.sqrt(3)  # log-price steps uniform in ±this (standard deviation 0.15%)
-_VOLUME_MIN, _VOLUME_SPAN = 100.0, math.log(10)  # volumes log-uniform in 100 .. 1000; bursts above
 _SPIKE_RATE, _SPIKE_MIN, _SPIKE_MAX = 0.002, 0.08, 0.15
 _BURST_RATE, _BURST_FACTOR = 0.005, 10
 _LATE_RATE, _MAX_DELAY_MS = 0.10, 2_000
@@ -175,54 +179,59 @@ class DemoSource:
         """Block ``block``'s rows as numpy columns: the same for the same (seed, block), always."""
         rng = np.random.default_rng([self.seed, block])
         n = BLOCK_ROWS
-        symbol = _PICK[rng.integers(0, len(_PICK), n, dtype=np.uint16)]
-        uniform = rng.random((2, n))
-        steps = (uniform[0] * 2 - 1) * _STEP_WIDTH
-        volume = (_VOLUME_MIN * np.exp(uniform[1] * _VOLUME_SPAN)).astype(np.int64)
-        spike = np.zeros(n, dtype=bool)
-        spike_size = np.zeros(n)
-        where = rng.integers(0, n, rng.binomial(n, _SPIKE_RATE))
-        spike[where] = True
-        spike_size[where] = rng.uniform(_SPIKE_MIN, _SPIKE_MAX, len(where)) * np.where(
-            rng.random(len(where)) < 0.5, -1, 1
-        )
+        word = rng.bit_generator.random_raw(n)
+        symbol = _PICK[word & 4095]
+        volume = _VOLUMES[(word >> 12) & 1023]
+        steps = ((word >> 22) & 0xFFFF).astype(np.float64) * (2 * _STEP_WIDTH / 0xFFFF) - _STEP_WIDTH
+        spikes = rng.integers(0, n, rng.binomial(n, _SPIKE_RATE))
+        spike_sign = np.where(rng.random(len(spikes)) < 0.5, -1.0, 1.0)
+        spike_size = rng.uniform(_SPIKE_MIN, _SPIKE_MAX, len(spikes)) * spike_sign
         volume[rng.integers(0, n, rng.binomial(n, _BURST_RATE))] *= _BURST_FACTOR
         late = rng.integers(0, n, rng.binomial(n, _LATE_RATE))
         delay = rng.integers(0, _MAX_DELAY_MS, len(late), endpoint=True) * 1000
 
         # Per symbol, a Brownian bridge from this block's anchor to the next one, in log space.
+        # Work in symbol order (rows grouped by symbol, in row order within a symbol); per-symbol
+        # values are spread over their rows with np.repeat.
         order = np.argsort(symbol, kind="stable")
-        grouped = symbol[order]
         counts = np.bincount(symbol, minlength=_N)
         starts = np.cumsum(counts) - counts
         walk = np.cumsum(steps[order])
         before = np.concatenate(([0.0], walk))
-        walk_in_group = walk - before[starts][grouped]
         group_total = before[starts + counts] - before[starts]
-        rank = np.arange(n) - starts[grouped] + 1  # 1-based position among the symbol's trades
-        share = rank / counts[grouped]
+        rank = np.arange(1, n + 1) - np.repeat(starts, counts)  # 1-based position among the symbol's trades
+        share = rank / np.repeat(counts, counts)
         here, there = self._log_anchor(block), self._log_anchor(block + 1)
-        log_price = here[grouped] + (there - here)[grouped] * share + walk_in_group - share * group_total[grouped]
-        last = rank == counts[grouped]
-        log_price = np.where(last, there[grouped], log_price)  # exactly the next block's anchor
+        log_price = (
+            np.repeat(here, counts)
+            + share * np.repeat(there - here - group_total, counts)
+            + walk
+            - np.repeat(before[starts], counts)
+        )
+        last = starts + counts - 1
+        last = last[counts > 0]
+        log_price[last] = np.repeat(there, counts)[last]  # exactly the next block's anchor
         price = np.maximum(np.round(np.exp(log_price), 2), 0.01)
-        spiked = spike[order] & ~last  # the last trade of a block is never a spike: it is the anchor
-        price = np.where(spiked, np.maximum(np.round(price * (1 + spike_size[order]), 2), 0.01), price)
+        position = np.empty(n, dtype=np.intp)
+        position[order] = np.arange(n)  # row -> place in symbol order
+        spiked = position[spikes]
+        keep = rank[spiked] != np.repeat(counts, counts)[spiked]  # the anchor trade is never a spike
+        spiked, spike_size = spiked[keep], spike_size[keep]
+        price[spiked] = np.maximum(np.round(price[spiked] * (1 + spike_size), 2), 0.01)
         previous = np.empty(n)
         previous[1:] = price[:-1]
-        first = rank == 1
-        previous[first] = np.maximum(np.round(np.exp(here[grouped[first]]), 2), 0.01)
+        first = starts[counts > 0]
+        previous[first] = np.maximum(np.round(np.exp(here[counts > 0]), 2), 0.01)
         change = np.round(price - previous, 2)
 
-        in_row_order = np.empty(n)
-        in_row_order[order] = price
-        change_in_order = np.empty(n)
-        change_in_order[order] = change
-
-        index = np.arange(block * n, (block + 1) * n, dtype=np.float64)
-        arrival = START_US + np.floor(index * self._ms_per_event).astype(np.int64) * 1000
-        event_time = arrival.copy()
-        event_time[late] = arrival[late] - delay
+        if float(self._ms_per_event).is_integer():
+            arrival_ms = np.arange(block * n, (block + 1) * n, dtype=np.int64) * int(self._ms_per_event)
+        else:
+            arrival_ms = np.floor(np.arange(block * n, (block + 1) * n, dtype=np.float64) * self._ms_per_event)
+        event_time = START_US + arrival_ms.astype(np.int64) * 1000
+        event_time[late] -= delay
+        in_row_order = price[position]
+        change_in_order = change[position]
         return {
             "symbol": symbol,
             "change": change_in_order,
