@@ -58,6 +58,9 @@ _SIMPLE: dict[str, pa.DataType] = {
     "DATETIME": TS_TYPE,
     "TIMESTAMPTZ": TS_TYPE,
     "TIMESTAMP_LTZ": TS_TYPE,
+    "TIMESTAMPLTZ": TS_TYPE,  # sqlglot's default spelling of TIMESTAMP_LTZ
+    "TIMESTAMP_NTZ": TS_TYPE,
+    "TIMESTAMPNTZ": TS_TYPE,
     "TIMESTAMP_S": TS_TYPE,
     "TIMESTAMP_MS": TS_TYPE,
     "TIMESTAMP_US": TS_TYPE,
@@ -80,6 +83,11 @@ _SIZED = {
     "BYTES",
     "TIMESTAMP",
     "TIMESTAMP_LTZ",
+    "TIMESTAMPLTZ",
+    "TIMESTAMP_NTZ",
+    "TIMESTAMPNTZ",
+    "TIMESTAMPTZ",
+    "DATETIME",
     "TIME",
     "FLOAT",
 }

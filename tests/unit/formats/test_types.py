@@ -34,6 +34,7 @@ CASES = [
     ("TIMESTAMP WITH LOCAL TIME ZONE", pa.timestamp("us")),
     ("timestamp with time zone", pa.timestamp("us")),
     ("TIMESTAMPTZ", pa.timestamp("us")),
+    ("TIMESTAMPLTZ(3)", pa.timestamp("us")),
     ("DATE", pa.date32()),
     ("TIME", pa.time64("us")),
     ("BYTES", pa.binary()),
