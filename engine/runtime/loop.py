@@ -34,6 +34,7 @@ class RunOptions:
     strict: bool = False  # stop at the first bad record
     max_record_bytes: int = 1 << 20
     commit_interval_s: float = 1.0  # how often sinks make their rows visible
+    catchup_factor: int = 16  # while a source has a backlog, batches grow up to this many times batch_rows
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 
@@ -66,6 +67,7 @@ class _Input:
             csv_options=getattr(source, "csv_options", None),
         )
         self.done = False
+        self.request = options.batch_rows  # rows asked for in the next poll (grows while catching up)
         self.last_rows_at: float | None = None
         self.wm_at_last_rows: int | None = None
 
@@ -123,7 +125,7 @@ class Runner:
         return self.stats
 
     def _poll(self, item: _Input) -> bool:
-        batch = item.source.poll(self.options.batch_rows, self.options.batch_interval_s)
+        batch = item.source.poll(item.request, self.options.batch_interval_s)
         if batch is None:
             item.done = True
             if self.options.flush:
@@ -131,6 +133,10 @@ class Runner:
             return False
         if batch.num_rows == 0:
             return False
+        # The batch size follows the backlog: a full batch means more is waiting, so ask for more
+        # next time (fixed costs per batch amortize); a short one means we are at the head.
+        most = self.options.batch_rows * self.options.catchup_factor
+        item.request = min(item.request * 2, most) if batch.num_rows >= item.request else self.options.batch_rows
         rows, errors = item.decode(batch)
         self.stats.rows_in[item.key] += batch.num_rows
         self.stats.batches += 1
