@@ -298,6 +298,8 @@ def check_case(case: Case, seed: int = 0) -> list[str]:
         line, col, text = case.error_at
         try:
             run_case(case)
+        except KeyError:
+            return [f"expected an error at {line}:{col}, but the program compiled"]
         except DuckstreamError as err:
             got = (getattr(err, "line", None), getattr(err, "col", None))
             problems = []

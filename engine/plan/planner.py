@@ -9,6 +9,7 @@ type-checks the program before any data flows and gives every stream its schema.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -18,6 +19,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from engine.errors import PlanError, SqlError
+from engine.formats.types import sql_type_name
 from engine.plan import aggregates
 from engine.plan.logical import (
     OperatorSpec,
@@ -101,9 +103,41 @@ def interval_us(node: exp.Expression, what: str = "interval") -> int:
     return round(amount * UNIT_US[unit_name])
 
 
+_TEXT = [""]  # the program being planned, for keyword positions (set by _Planner)
+_LEAD_KEYWORD = {
+    exp.Interval: "INTERVAL",
+    exp.Group: "GROUP",
+    exp.Join: "JOIN",
+    exp.Distinct: "DISTINCT",
+    exp.Where: "WHERE",
+    exp.Having: "HAVING",
+}
+
+
 def _err(node: exp.Expression | None, message: str, hint: str | None = None) -> PlanError:
     line, col = position(node) if node is not None else (None, None)
+    if line is None and node is not None and node.parent is not None:
+        line, col = position(node.parent)  # e.g. DISTINCT: nothing inside it has a position
+    keyword = _LEAD_KEYWORD.get(type(node)) if node is not None else None
+    if keyword and line is not None and col is not None:
+        line, col = _keyword_before(_TEXT[0], line, col, keyword)
     return PlanError(message, line, col, hint=hint)
+
+
+def _keyword_before(text: str, line: int, col: int, keyword: str) -> tuple[int, int]:
+    """The position of the last ``keyword`` before (line, col): where a clause really starts.
+
+    sqlglot keeps positions of identifiers and literals, not of the keywords that lead a clause.
+    """
+    lines = text.split("\n")
+    offset = sum(len(x) + 1 for x in lines[: line - 1]) + col - 1
+    found = None
+    for m in re.finditer(rf"\b{keyword}\b", text[:offset], re.IGNORECASE):
+        found = m.start()
+    if found is None:
+        return line, col
+    before = text[:found]
+    return before.count("\n") + 1, found - (before.rfind("\n") + 1) + 1
 
 
 def _q(name: str) -> str:
@@ -112,6 +146,13 @@ def _q(name: str) -> str:
 
 def _sql(node: exp.Expression) -> str:
     return node.sql(dialect="duckdb", identify=True)
+
+
+@lru_cache(maxsize=1)
+def _duckdb_functions() -> frozenset[str]:
+    con = duckdb.connect()
+    rows = con.sql("SELECT DISTINCT lower(function_name) FROM duckdb_functions()")
+    return frozenset(r[0] for r in rows.fetchall())
 
 
 @lru_cache(maxsize=1)
@@ -155,6 +196,7 @@ def _ancestors(node: exp.Expression, root: exp.Expression) -> list[exp.Expressio
 class _Planner:
     def __init__(self, text: str, path: str | None, resolve: SchemaResolver | None, options: PlanOptions) -> None:
         self.text, self.path, self.resolve, self.options = text, path, resolve, options
+        _TEXT[0] = text
         self.streams: dict[str, StreamDef] = {}
         self.operators: list[OperatorSpec] = []
         self.outputs: list[OutputDef] = []
@@ -179,6 +221,8 @@ class _Planner:
         return Program(self.text, self.path, self.streams, self.operators, sources, self.outputs)
 
     def _statement(self, stmt: exp.Expression) -> None:
+        if isinstance(stmt, exp.Semicolon):  # an empty statement: a comment after the last ';'
+            return None
         if isinstance(stmt, exp.Create):
             kind = (stmt.args.get("kind") or "").upper()
             if kind in ("TABLE", "STREAM"):
@@ -313,7 +357,7 @@ class _Planner:
             ]
             sql = f"SELECT {', '.join(items)}, {HIDDEN} FROM __input"
             step = self._step_id(f"{name}/cast")
-            schema = self._dry(sql, {"__input": produced.schema}, stmt)
+            schema = self._dry(sql, {"__input": self._input_schema(produced)}, stmt)
             self._add(StatelessSpec(step, tmp_key, key, sql=sql), key)
             options, where = declared.options, declared.where
             self.streams[key] = replace(declared, schema=_visible_schema(schema), derived=True)
@@ -442,7 +486,7 @@ class _Planner:
             if node is not None and not (bad is exp.Order and (select.args.get("group") or tvf)):
                 raise _err(node, f"{what} is not supported on an unbounded stream")
         if select.args.get("distinct") and not select.args.get("group"):
-            raise _err(select, "SELECT DISTINCT is not supported on a stream yet", hint="GROUP BY the columns inside a window")
+            raise _err(select.args["distinct"], "SELECT DISTINCT is not supported on a stream yet", hint="GROUP BY the columns inside a window")
         for window in select.find_all(exp.Window):
             raise _err(window, "OVER (...) windows are not supported yet", hint="use a window table function and GROUP BY")
         cols = {f.name.lower(): f for f in stream.schema}
@@ -465,6 +509,12 @@ class _Planner:
     def _check_columns(
         self, select: exp.Select, cols: dict[str, pa.Field], window_cols: set[str], alias: str, stream: StreamDef
     ) -> None:
+        for call in select.find_all(exp.Anonymous):
+            if _inside_subquery(call, select) or call.name.lower() in _duckdb_functions():
+                continue
+            close = difflib.get_close_matches(call.name.lower(), sorted(_duckdb_functions()), n=1)
+            hint = f"did you mean {close[0]}?" if close else None
+            raise _err(call, f"unknown function \"{call.name}\"", hint=hint)
         aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
         names = {alias.lower(), stream.name.lower()}
         for column in select.find_all(exp.Column):
@@ -523,7 +573,7 @@ class _Planner:
         if field_ is None:
             raise _err(tvf.args["timecol"], f"unknown column \"{col}\" in DESCRIPTOR", hint=f"{stream.name} has {', '.join(stream.schema.names)}")
         if not pa.types.is_timestamp(field_.type):
-            raise _err(tvf.args["timecol"], f"DESCRIPTOR({col}) must name a TIMESTAMP column, not {field_.type}")
+            raise _err(tvf.args["timecol"], f"DESCRIPTOR({col}) must name a TIMESTAMP column, not {sql_type_name(field_.type)}")
         if stream.time_column is None and not stream.derived:
             # A stream without WATERMARK: its descriptor column becomes the time attribute with no delay.
             self.streams[stream.key] = replace(stream, time_column=field_.name, delay_us=0)

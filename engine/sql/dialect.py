@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlglot import exp, generator, parser, tokens
-from sqlglot.dialects.dialect import Dialect
+from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.helper import seq_get
 from sqlglot.tokens import TokenType
 
@@ -82,31 +82,35 @@ def position(node: exp.Expression) -> tuple[int | None, int | None]:
     return best if best is not None else (None, None)
 
 
-class Duckstream(Dialect):
-    """Streaming SQL (Flink window TVFs + KDA streams and pumps) on top of standard SQL."""
+class Duckstream(DuckDB):
+    """Streaming SQL (Flink window TVFs + KDA streams and pumps) on top of DuckDB's SQL.
 
-    class Tokenizer(tokens.Tokenizer):
-        KEYWORDS = {**tokens.Tokenizer.KEYWORDS, "WINDOWED BY": TokenType.GROUP_BY}
+    Built on sqlglot's DuckDB dialect so that every DuckDB function and operator a user writes
+    (``date_diff``, ``regexp_extract``, ``//``, ``^``, list literals, ...) means what DuckDB says.
+    """
+
+    class Tokenizer(DuckDB.Tokenizer):
+        KEYWORDS = {**DuckDB.Tokenizer.KEYWORDS, "WINDOWED BY": TokenType.GROUP_BY}
         IDENTIFIERS = ['"', "`"]
 
-    class Parser(parser.Parser):
-        FUNC_TOKENS = {*parser.Parser.FUNC_TOKENS, TokenType.SESSION}
+    class Parser(DuckDB.Parser):
+        FUNC_TOKENS = {*DuckDB.Parser.FUNC_TOKENS, TokenType.SESSION}
         OPERATION_MODIFIERS = {"STREAM"}
         FUNCTIONS = {
-            **parser.Parser.FUNCTIONS,
+            **DuckDB.Parser.FUNCTIONS,
             "TABLE": lambda args: exp.TableFromRows(this=seq_get(args, 0)),
         }
         FUNCTION_PARSERS = {
-            **parser.Parser.FUNCTION_PARSERS,
+            **DuckDB.Parser.FUNCTION_PARSERS,
             **{k: (lambda self, k=k: self._parse_window_tvf(k)) for k in WindowTVF.PARAMS},
             "STEP": lambda self: self._parse_step(),
             "CURSOR": lambda self: self._closed(Cursor(this=self._parse_select())),
         }
         CONSTRAINT_PARSERS = {
-            **parser.Parser.CONSTRAINT_PARSERS,
+            **DuckDB.Parser.CONSTRAINT_PARSERS,
             "WATERMARK": lambda self: self._parse_watermark(),
         }
-        SCHEMA_UNNAMED_CONSTRAINTS = {*parser.Parser.SCHEMA_UNNAMED_CONSTRAINTS, "WATERMARK"}
+        SCHEMA_UNNAMED_CONSTRAINTS = {*DuckDB.Parser.SCHEMA_UNNAMED_CONSTRAINTS, "WATERMARK"}
 
         def _expect(self, ok: object, message: str, token: tokens.Token | None = None) -> None:
             if not ok:
@@ -211,9 +215,9 @@ class Duckstream(Dialect):
                     stmt = self.expression(Emit(this=stmt, kind=kind), token=token)
             return stmt
 
-    class Generator(generator.Generator):
+    class Generator(DuckDB.Generator):
         TRANSFORMS = {
-            **generator.Generator.TRANSFORMS,
+            **DuckDB.Generator.TRANSFORMS,
             WindowTVF: lambda self, e: _window_tvf_sql(self, e),
             Step: lambda self, e: f"STEP({self.sql(e, 'this')} BY {self.sql(e, 'expression')})",
             Stagger: lambda self, e: self.seg("WINDOWED BY STAGGER")

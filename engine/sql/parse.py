@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from engine.errors import SqlError
 from engine.sql.dialect import Duckstream
@@ -20,6 +22,7 @@ def parse_program(text: str, path: str | None = None) -> list[exp.Expression]:
     Raises ``SqlError`` with ``path:line:col`` pointing at the first character of the offending
     token.
     """
+    _check_tokens(text, path)
     try:
         trees = sqlglot.parse(text, read=Duckstream)
     except ParseError as err:
@@ -35,6 +38,34 @@ def parse_program(text: str, path: str | None = None) -> list[exp.Expression]:
         line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
         raise SqlError(f"cannot read the program: {str(err).splitlines()[0]}", line, col, path) from None
     return [t for t in trees if t is not None]
+
+
+STATEMENT_WORDS = ("SELECT", "WITH", "CREATE", "INSERT", "VALUES", "FROM")
+_AFTER_COMMA_BAD = {TokenType.COMMA, TokenType.R_PAREN, TokenType.FROM, TokenType.SEMICOLON}
+
+
+def _check_tokens(text: str, path: str | None) -> None:
+    """Mistakes the lenient parser would let through or report far from where they are."""
+    try:
+        toks = Duckstream().tokenize(text)
+    except TokenError:
+        return  # parse_program reports it
+    start = True
+    for i, tok in enumerate(toks):
+        if start and tok.token_type not in (TokenType.SEMICOLON, TokenType.L_PAREN):
+            word = tok.text.upper()
+            if tok.token_type == TokenType.VAR and word not in STATEMENT_WORDS:
+                close = difflib.get_close_matches(word, ["SELECT", "CREATE", "INSERT", "WITH"], n=1)
+                hint = f"did you mean {close[0]}?" if close else "a statement starts with CREATE, INSERT or SELECT"
+                raise SqlError(f"unknown statement {tok.text!r}", tok.line, _first_col(tok), path, hint)
+        start = tok.token_type == TokenType.SEMICOLON
+        if tok.token_type == TokenType.COMMA and i + 1 < len(toks) and toks[i + 1].token_type in _AFTER_COMMA_BAD:
+            nxt = toks[i + 1]
+            raise SqlError(f"unexpected {nxt.text!r} after ','", nxt.line, _first_col(nxt), path, "remove the extra comma")
+
+
+def _first_col(tok: object) -> int:
+    return max(1, tok.col - (tok.end - tok.start))  # type: ignore[attr-defined]
 
 
 def _clean(description: str, highlight: str) -> str:
