@@ -105,6 +105,8 @@ def _compile(path: Path, sources: _Bindings, lateness_us: int = 0) -> tuple[Prog
 
     text = _read_program(path)
     opened: dict[str, Any] = {}
+    if sources.unnamed and _declares_unbound_table(text, str(path)):
+        opened["<unnamed>"] = None  # the unnamed --source is for the declared table, not for discovery
 
     def resolve(name: str) -> pa.Schema | None:
         uri = sources.named.get(name.lower())
@@ -124,6 +126,21 @@ def _compile(path: Path, sources: _Bindings, lateness_us: int = 0) -> tuple[Prog
     return program, opened
 
 
+def _declares_unbound_table(text: str, path: str) -> bool:
+    """Whether the program declares a table without a connector (one --source must feed it)."""
+    from sqlglot import exp
+
+    from engine.sql.parse import parse_program
+
+    for stmt in parse_program(text, path):
+        if isinstance(stmt, exp.Create) and (stmt.args.get("kind") or "").upper() in ("TABLE", "STREAM"):
+            props = stmt.args.get("properties")
+            keys = {p.this.name.lower() for p in props.expressions if isinstance(p, exp.Property)} if props else set()
+            if "connector" not in keys:
+                return True
+    return False
+
+
 def _bind_sources(program: Program, sources: _Bindings, opened: dict[str, Any]) -> dict[str, Any]:
     from connectors import open_source
 
@@ -139,10 +156,11 @@ def _bind_sources(program: Program, sources: _Bindings, opened: dict[str, Any]) 
             bound[key] = open_source(None, stream.name, options=stream.options, where=stream.where)
         else:
             unbound.append(key)
-    if unbound and sources.unnamed and opened.get("<unnamed>") is None and len(unbound) == 1:
+    unnamed_free = sources.unnamed and (opened.get("<unnamed>") is None)
+    if unbound and unnamed_free and len(unbound) == 1:
         key = unbound.pop()
         bound[key] = open_source(sources.unnamed[0], program.streams[key].name, where="--source")
-    elif sources.unnamed and opened.get("<unnamed>") is None and not unbound:
+    elif unnamed_free and not unbound:
         raise ConnectorError("every stream already has a source: name it as NAME=URI", where="--source")
     if unbound:
         names = ", ".join(program.streams[k].name for k in unbound)
@@ -294,10 +312,13 @@ def explain(
     """Print the plan: streams, the operators between them, and the DuckDB SQL each one runs."""
 
     def body() -> None:
-        from engine.plan.explain import render
+        from engine.plan.explain import describe, render
 
         prog, _ = _compile(program, _Bindings(source, "--source"))
-        Console(highlight=False, soft_wrap=True).print(render(prog))
+        if sys.stdout.isatty():
+            Console(highlight=False).print(render(prog))
+        else:
+            print(describe(prog))
 
     _guard(debug, body)
 

@@ -7,6 +7,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
+from engine.formats.types import sql_type_name
 from engine.plan.logical import Program, SessionAggSpec, WindowAggSpec
 
 
@@ -23,7 +24,7 @@ def describe(program: Program) -> str:
     lines.append("sources:")
     for key in program.sources:
         s = program.streams[key]
-        cols = ", ".join(f"{f.name} {f.type}" for f in s.schema)
+        cols = ", ".join(f"{f.name} {sql_type_name(f.type)}" for f in s.schema)
         time = f"; event time {s.time_column}, watermark {s.time_column} - {_fmt_us(s.delay_us)}" if s.time_column else "; no event time"
         origin = f" (connector {s.connector})" if s.connector else (" (schema discovered)" if not s.declared else "")
         lines.append(f"  {s.name}{origin}: {cols}{time}")
@@ -48,7 +49,7 @@ def describe(program: Program) -> str:
     lines.append("outputs:")
     for out in program.outputs:
         s = program.streams[out.stream]
-        lines.append(f"  {out.name}: {', '.join(f'{f.name} {f.type}' for f in s.schema)}")
+        lines.append(f"  {out.name}: {', '.join(f'{f.name} {sql_type_name(f.type)}' for f in s.schema)}")
     return "\n".join(lines)
 
 
@@ -57,7 +58,7 @@ def render(program: Program) -> Group:
     parts: list[object] = [Text("sources", style="bold")]
     for key in program.sources:
         s = program.streams[key]
-        cols = ", ".join(f"{f.name} {f.type}" for f in s.schema)
+        cols = ", ".join(f"{f.name} {sql_type_name(f.type)}" for f in s.schema)
         time = f"  event time {s.time_column} (watermark - {_fmt_us(s.delay_us)})" if s.time_column else "  no event time"
         parts.append(Text(f"  {s.name}: {cols}\n{time}"))
     for spec in program.operators:
@@ -69,5 +70,5 @@ def render(program: Program) -> Group:
     parts.append(Text("outputs", style="bold"))
     for out in program.outputs:
         s = program.streams[out.stream]
-        parts.append(Text(f"  {out.name}: {', '.join(f'{f.name} {f.type}' for f in s.schema)}"))
+        parts.append(Text(f"  {out.name}: {', '.join(f'{f.name} {sql_type_name(f.type)}' for f in s.schema)}"))
     return Group(*parts)

@@ -164,7 +164,7 @@ class Runner:
     def _deliver(self, result: TickResult, decode_errors: pa.Table | None) -> None:
         errors = [e for e in [decode_errors, *result.errors] if e is not None and e.num_rows]
         if errors:
-            table = pa.concat_tables(errors)
+            table = _in_input_order(pa.concat_tables(errors))
             for reason, n in Counter(table["reason"].to_pylist()).items():
                 self.stats.errors[reason] += n
             if self.options.strict:
@@ -192,6 +192,17 @@ class Runner:
         if self.error_sink is not None:
             self.error_sink.commit(self.epoch)
         self.epoch = Epoch(self.epoch + 1)
+
+
+def _in_input_order(errors: pa.Table) -> pa.Table:
+    """Error rows ordered by where their records were in the input (decode errors and later
+    stages' errors of one batch arrive separately)."""
+    keys = []
+    for offset in errors["source_offset"].to_pylist():
+        name, _, pos = (offset or "").rpartition(":")
+        keys.append((name, int(pos) if pos.isdigit() else -1))
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return errors.take(pa.array(order, pa.int64()))
 
 
 def _sink_schema(program: Program, key: str) -> pa.Schema:
