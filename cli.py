@@ -45,7 +45,9 @@ SourceOpt = Annotated[
 ]
 SinkOpt = Annotated[
     list[str] | None,
-    typer.Option("--sink", "-o", help="[NAME=]URI to write a result to: a path (.jsonl .csv .parquet), file:PATH, - (stdout)."),
+    typer.Option(
+        "--sink", "-o", help="[NAME=]URI to write a result to: a path (.jsonl .csv .parquet), file:PATH, - (stdout)."
+    ),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show a traceback for errors.")]
 
@@ -66,9 +68,7 @@ class _Bindings:
             else:
                 self.unnamed.append(value)
         if len(self.unnamed) > 1:
-            raise ConnectorError(
-                f"{len(self.unnamed)} unnamed values; name them as NAME=URI", where=option
-            )
+            raise ConnectorError(f"{len(self.unnamed)} unnamed values; name them as NAME=URI", where=option)
 
 
 def _fail(err: DuckstreamError, debug: bool) -> None:
@@ -120,7 +120,9 @@ def _compile(path: Path, sources: _Bindings, lateness_us: int = 0) -> tuple[Prog
         schema = source.schema()
         if schema is not None:
             return schema
-        return discover_schema(source.sample(SAMPLE_ROWS), source.format or "json", getattr(source, "csv_options", None))
+        return discover_schema(
+            source.sample(SAMPLE_ROWS), source.format or "json", getattr(source, "csv_options", None)
+        )
 
     program = compile_program(text, str(path), resolve, PlanOptions(allowed_lateness_us=lateness_us))
     return program, opened
@@ -168,10 +170,15 @@ def _bind_sources(program: Program, sources: _Bindings, opened: dict[str, Any]) 
     extra = set(sources.named) - set(program.sources)
     if extra:
         raise ConnectorError(
-            f"{sorted(extra)[0]!r} is not a stream this program reads (it reads {', '.join(program.streams[k].name for k in program.sources)})",
+            f"{sorted(extra)[0]!r} is not a stream this program reads (it reads {_names(program, program.sources)})",
             where="--source",
         )
     return bound
+
+
+def _names(program: Program, items: list[Any]) -> str:
+    """Stream keys or outputs, as the names users wrote, comma-separated."""
+    return ", ".join(i.name if hasattr(i, "name") else program.streams[i].name for i in items)
 
 
 def _bind_sinks(program: Program, sinks: _Bindings) -> dict[str, Any]:
@@ -182,7 +189,9 @@ def _bind_sinks(program: Program, sinks: _Bindings) -> dict[str, Any]:
     for output in program.outputs:
         stream = program.streams[output.stream]
         if output.name.lower() in sinks.named:
-            bound[output.stream] = open_sink(sinks.named[output.name.lower()], output.name, where=f"--sink {output.name}")
+            bound[output.stream] = open_sink(
+                sinks.named[output.name.lower()], output.name, where=f"--sink {output.name}"
+            )
         elif stream.connector:
             bound[output.stream] = open_sink(None, output.name, options=stream.options, where=stream.where)
         else:
@@ -198,7 +207,7 @@ def _bind_sinks(program: Program, sinks: _Bindings) -> dict[str, Any]:
     extra = set(sinks.named) - {o.name.lower() for o in program.outputs}
     if extra:
         raise ConnectorError(
-            f"{sorted(extra)[0]!r} is not a result of this program (results: {', '.join(o.name for o in program.outputs)})",
+            f"{sorted(extra)[0]!r} is not a result of this program (results: {_names(program, program.outputs)})",
             where="--sink",
         )
     return bound
@@ -218,20 +227,37 @@ def run(
     source: SourceOpt = None,
     sink: SinkOpt = None,
     errors: Annotated[str | None, typer.Option("--errors", help="URI for error rows (default: stderr).")] = None,
-    batch_rows: Annotated[int, typer.Option("--batch-rows", min=1, help="Most rows read from a source per micro-batch.")] = 10_000,
-    batch_interval: Annotated[str, typer.Option("--batch-interval", help="Longest wait for rows when sources are quiet (250ms, 1s).")] = "200ms",
-    allowed_lateness: Annotated[str | None, typer.Option("--allowed-lateness", help="How long a closed window still accepts rows (default 0).")] = None,
-    idle_timeout: Annotated[str, typer.Option("--idle-timeout", help="After this long without records, a source's watermark follows processing time.")] = "10s",
-    no_flush: Annotated[bool, typer.Option("--no-flush", help="At the end of a bounded input, do not close the open windows.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad record instead of routing it to the error stream.")] = False,
-    max_record_size: Annotated[str, typer.Option("--max-record-size", help="Largest accepted record (bytes, or 512KiB, 1MiB).")] = "1MiB",
+    batch_rows: Annotated[
+        int, typer.Option("--batch-rows", min=1, help="Most rows read from a source per micro-batch.")
+    ] = 10_000,
+    batch_interval: Annotated[
+        str, typer.Option("--batch-interval", help="Longest wait for rows when sources are quiet (250ms, 1s).")
+    ] = "200ms",
+    allowed_lateness: Annotated[
+        str | None, typer.Option("--allowed-lateness", help="How long a closed window still accepts rows (default 0).")
+    ] = None,
+    idle_timeout: Annotated[
+        str,
+        typer.Option(
+            "--idle-timeout", help="After this long without records, a source's watermark follows processing time."
+        ),
+    ] = "10s",
+    no_flush: Annotated[
+        bool, typer.Option("--no-flush", help="At the end of a bounded input, do not close the open windows.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Stop at the first bad record instead of routing it to the error stream.")
+    ] = False,
+    max_record_size: Annotated[
+        str, typer.Option("--max-record-size", help="Largest accepted record (bytes, or 512KiB, 1MiB).")
+    ] = "1MiB",
     debug: DebugOpt = False,
 ) -> None:
     """Run a program until its inputs end (or forever, for an unbounded source)."""
 
     def body() -> None:
         from connectors import open_sink
-        from engine.runtime.loop import RunOptions, Runner
+        from engine.runtime.loop import Runner, RunOptions
 
         lateness = _duration(allowed_lateness, "--allowed-lateness") or 0
         interval_us = _duration(batch_interval, "--batch-interval") or 0
@@ -278,7 +304,10 @@ class _StderrErrors:
         table = batch.set_column(
             batch.schema.get_field_index("payload"),
             "payload",
-            pa.array([p.decode("utf-8", "replace") if p is not None else None for p in batch["payload"].to_pylist()], pa.string()),
+            pa.array(
+                [p.decode("utf-8", "replace") if p is not None else None for p in batch["payload"].to_pylist()],
+                pa.string(),
+            ),
         )
         sys.stderr.write(to_json_lines(table).decode())
         sys.stderr.flush()
@@ -334,7 +363,7 @@ def check(
     def body() -> None:
         prog, _ = _compile(program, _Bindings(source, "--source"))
         outputs = ", ".join(o.name for o in prog.outputs)
-        print(f"{program}: ok ({len(prog.operators)} operators; reads {', '.join(prog.streams[k].name for k in prog.sources)}; writes {outputs})")
+        print(f"{program}: ok ({len(prog.operators)} operators; reads {_names(prog, prog.sources)}; writes {outputs})")
 
     _guard(debug, body)
 

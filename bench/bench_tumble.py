@@ -50,7 +50,9 @@ def generate(rows: int, keys: int, rate: int, seed: int = 7) -> pa.Table:
     ts = base + (np.arange(rows, dtype=np.int64) * 1000) // rate
     ts = ts - rng.integers(0, 500, rows)
     names = np.array([f"k{i:04d}" for i in range(keys)], dtype=object)
-    key = pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, keys, rows), pa.int32()), pa.array(names)).cast(pa.string())
+    key = pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, keys, rows), pa.int32()), pa.array(names)).cast(
+        pa.string()
+    )
     return pa.table(
         {
             "ts": pa.array(ts, pa.timestamp("ms")).cast(pa.timestamp("us")),
@@ -108,7 +110,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--keys", type=int, default=1_000)
     parser.add_argument("--rate", type=int, default=10_000, help="events per second of event time")
-    parser.add_argument("--batch", type=int, action="append", help="micro-batch sizes (default 10000, 100000 and 1000000)")
+    parser.add_argument(
+        "--batch", type=int, action="append", help="micro-batch sizes (default 10000, 100000 and 1000000)"
+    )
     args = parser.parse_args()
     batches = args.batch or [10_000, 100_000, 1_000_000]
     table = generate(args.rows, args.keys, args.rate)

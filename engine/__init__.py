@@ -1,10 +1,10 @@
 """duckstream's engine: continuous SQL over streams, evaluated in DuckDB.
 
-    >>> import engine
-    >>> program = engine.compile("SELECT k FROM s WHERE v > 1", resolve_schema=lambda name: None)
-    Traceback (most recent call last):
-    ...
-    engine.errors.PlanError: 1:15: unknown stream 's' (declare it with CREATE TABLE, or give --source NAME=URI)
+>>> import engine
+>>> program = engine.compile("SELECT k FROM s WHERE v > 1", resolve_schema=lambda name: None)
+Traceback (most recent call last):
+...
+engine.errors.PlanError: 1:15: unknown stream 's' (declare it with CREATE TABLE, or give --source NAME=URI)
 """
 
 from __future__ import annotations

@@ -128,7 +128,9 @@ def parse_case(text: str, path: str = "<case>") -> Case:
             (case.outputs[name] if kind == "output" else case.errors).append(row)  # type: ignore[union-attr]
     case.sql = "\n".join(sql_lines)
     if case.error_at is None and not case.outputs and case.errors is None:
-        raise CaseFormatError("the case expects nothing: add '-- expect: output' or '-- expect: error at L:C'", where=path)
+        raise CaseFormatError(
+            "the case expects nothing: add '-- expect: output' or '-- expect: error at L:C'", where=path
+        )
     return case
 
 
@@ -199,7 +201,11 @@ def splits_for(case: Case, seed: int) -> list[tuple[str, dict[str, list[list[byt
     for i in range(3):
         cut: dict[str, list[list[bytes]]] = {}
         for n, rows in flat.items():
-            points = sorted(rng.sample(range(1, len(rows)), k=min(len(rows) - 1, rng.randint(1, 4)))) if len(rows) > 1 else []
+            points = (
+                sorted(rng.sample(range(1, len(rows)), k=min(len(rows) - 1, rng.randint(1, 4))))
+                if len(rows) > 1
+                else []
+            )
             bounds = [0, *points, len(rows)]
             cut[n] = [rows[a:b] for a, b in zip(bounds, bounds[1:])]
         ways.append((f"random split #{i + 1}", cut))

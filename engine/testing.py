@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from engine.plan.logical import Program
 from engine.plan.planner import PlanOptions, compile_program
-from engine.runtime.loop import RunOptions, Runner, RunStats
+from engine.runtime.loop import Runner, RunOptions, RunStats
 from engine.types import RAW_SCHEMA, Epoch, Offsets
 
 
@@ -61,7 +61,11 @@ class ListSource:
         self.position += n
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         return pa.RecordBatch.from_arrays(
-            [pa.array(payloads, pa.large_binary()), pa.array(offsets, pa.int64()), pa.array([now] * n, pa.timestamp("us"))],
+            [
+                pa.array(payloads, pa.large_binary()),
+                pa.array(offsets, pa.int64()),
+                pa.array([now] * n, pa.timestamp("us")),
+            ],
             schema=RAW_SCHEMA,
         )
 

@@ -77,7 +77,9 @@ def error_rows(
             "message": pa.array(messages, pa.string()),
             "payload": pa.array(rows_as_json(table), pa.large_binary()),
             "source_offset": pa.array([f"{stream}:{s}" if s is not None else None for s in seqs], pa.string()),
-            "event_time": event_times.cast(pa.timestamp("us")) if event_times is not None else pa.nulls(n, pa.timestamp("us")),
+            "event_time": event_times.cast(pa.timestamp("us"))
+            if event_times is not None
+            else pa.nulls(n, pa.timestamp("us")),
             "detected_at": pa.array([when] * n, pa.timestamp("us")),
         },
         schema=ERROR_SCHEMA,
@@ -132,8 +134,9 @@ def fmt_us(us: int) -> str:
         return "-inf"
     if us >= 2**63 - 1:
         return "+inf"
-    text = (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=us)).isoformat()
-    return text.replace(".000000", "") + "Z"
+    from engine.formats.timestamps import format_timestamp
+
+    return format_timestamp(us)
 
 
 def json_default(value: object) -> object:

@@ -108,11 +108,23 @@ class SessionAggOperator:
             sids[i] = root[0]
         if late.any():
             late_rows = x.filter(pa.array(late))
-            msgs = [f"late: no open session at {fmt_us(t)} (watermark {fmt_us(w)})"
-                    for t, w, is_late in zip(times, wms, late) if is_late]
+            msgs = [
+                f"late: no open session at {fmt_us(t)} (watermark {fmt_us(w)})"
+                for t, w, is_late in zip(times, wms, late)
+                if is_late
+            ]
             cols = [c for c in late_rows.column_names if not c.startswith("__t") and not c.startswith("__pk")]
-            errs = _concat(errs, error_rows(late_rows.select(cols), stream=spec.source_stream, step_id=self.step_id,
-                                            reason="late", messages=msgs, event_times=late_rows[spec.time_column].combine_chunks()))
+            errs = _concat(
+                errs,
+                error_rows(
+                    late_rows.select(cols),
+                    stream=spec.source_stream,
+                    step_id=self.step_id,
+                    reason="late",
+                    messages=msgs,
+                    event_times=late_rows[spec.time_column].combine_chunks(),
+                ),
+            )
             x = x.filter(pa.array(~late))
             sids = sids[~late]
         if x.num_rows:
@@ -124,8 +136,11 @@ class SessionAggOperator:
         gap, lateness = self.spec.gap_us, self.spec.allowed_lateness_us
         if self.diffing:
             closing = {r for r, (f, last, _) in self.bounds.items() if last + gap <= wm and r not in self.fired}
-            wanted = closing | ({r for r in self.touched if r in self.bounds} if self.spec.emit == "changes"
-                                else {r for r in self.touched if r in self.fired and r in self.bounds})
+            wanted = closing | (
+                {r for r in self.touched if r in self.bounds}
+                if self.spec.emit == "changes"
+                else {r for r in self.touched if r in self.fired and r in self.bounds}
+            )
         else:
             wanted = {r for r, (f, last, _) in self.bounds.items() if last + gap <= wm}
         out = self._compute(wanted) if wanted else None

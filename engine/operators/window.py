@@ -34,7 +34,9 @@ DUCKDB_FROM_ROWS = 200_000  # batches this large aggregate faster in DuckDB than
 class WindowAggOperator:
     """The live side of a ``WindowAggSpec``: see the module docstring."""
 
-    def __init__(self, spec: WindowAggSpec, con: duckdb.DuckDBPyConnection, out_schema: pa.Schema | None = None) -> None:
+    def __init__(
+        self, spec: WindowAggSpec, con: duckdb.DuckDBPyConnection, out_schema: pa.Schema | None = None
+    ) -> None:
         self.spec, self.con, self.step_id = spec, con, spec.step_id
         self.out_schema = out_schema
         self.watermark = MIN_TIME  # output watermark (what was forwarded downstream)
@@ -69,8 +71,13 @@ class WindowAggOperator:
             if rows[spec.time_column].null_count:
                 missing = rows.filter(pc.is_null(rows[spec.time_column]))
                 rows = rows.filter(pc.is_valid(rows[spec.time_column]))
-                errs = error_rows(missing, stream=spec.source_stream, step_id=self.step_id, reason="missing_time",
-                                  messages=f"{spec.time_column} is NULL")
+                errs = error_rows(
+                    missing,
+                    stream=spec.source_stream,
+                    step_id=self.step_id,
+                    reason="missing_time",
+                    messages=f"{spec.time_column} is NULL",
+                )
             ts = rows[spec.time_column].cast(pa.int64()).to_numpy(zero_copy_only=False)
             ws = ts - np.mod(ts - spec.offset_us, spec.size_us)
             we = ws + spec.size_us
@@ -82,15 +89,21 @@ class WindowAggOperator:
                     x = x.filter(pa.array(~late))
                 return (self._arrow_partial(x) if x.num_rows else None), errs
             if not late.any():
-                pre, eval_errs = run_rows(self.con, spec.fast_pre_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id)
+                pre, eval_errs = run_rows(
+                    self.con, spec.fast_pre_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id
+                )
                 return pre, _concat(errs, eval_errs)
             if spec.fast_filter_sql:
-                x, eval_errs = run_rows(self.con, spec.fast_filter_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id)
+                x, eval_errs = run_rows(
+                    self.con, spec.fast_filter_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id
+                )
                 errs = _concat(errs, eval_errs)
                 if x is None or x.num_rows == 0:
                     return None, errs
         else:
-            x, errs = run_rows(self.con, spec.expand_sql, "__input", rows, stream=spec.source_stream, step_id=self.step_id)
+            x, errs = run_rows(
+                self.con, spec.expand_sql, "__input", rows, stream=spec.source_stream, step_id=self.step_id
+            )
             if x is None or x.num_rows == 0:
                 return None, errs
         we_arr = x["__we"].to_numpy(zero_copy_only=False)
@@ -124,8 +137,14 @@ class WindowAggOperator:
         cols = [c for c in rows.column_names if c not in ("__ws", "__we", "window_start", "window_end", "window_time")]
         rows = rows.select(cols)
         times = rows[spec.time_column] if spec.time_column in rows.column_names else None
-        return error_rows(rows, stream=spec.source_stream, step_id=self.step_id, reason="late", messages=messages,
-                          event_times=times.combine_chunks() if times is not None else None)
+        return error_rows(
+            rows,
+            stream=spec.source_stream,
+            step_id=self.step_id,
+            reason="late",
+            messages=messages,
+            event_times=times.combine_chunks() if times is not None else None,
+        )
 
     def _arrow_partial(self, x: pa.Table) -> pa.Table:
         """Partial aggregates of ``x``: Arrow's hash aggregation for micro-batches, DuckDB's
@@ -174,7 +193,9 @@ class WindowAggOperator:
                 col = pc.coalesce(merged[cols[0]], 0)
             elif op == "avg":
                 total, count = merged[cols[0]], merged[cols[1]]
-                col = pc.divide(total.cast(pa.float64()), pc.if_else(pc.equal(count, 0), None, count).cast(pa.float64()))
+                col = pc.divide(
+                    total.cast(pa.float64()), pc.if_else(pc.equal(count, 0), None, count).cast(pa.float64())
+                )
             else:  # sum, sum_int, min, max
                 col = merged[cols[0]]
             columns.append(col)

@@ -90,7 +90,9 @@ def lower(
     return _lower_buffer(select, keys, alias, err, extra_group)
 
 
-def _arg_types(units: list[exp.Expression], alias: str, x_schema: pa.Schema, con: duckdb.DuckDBPyConnection) -> list[pa.DataType | None]:
+def _arg_types(
+    units: list[exp.Expression], alias: str, x_schema: pa.Schema, con: duckdb.DuckDBPyConnection
+) -> list[pa.DataType | None]:
     args = []
     for unit in units:
         agg, _ = _unwrap(unit)
@@ -100,7 +102,7 @@ def _arg_types(units: list[exp.Expression], alias: str, x_schema: pa.Schema, con
     if not present:
         return [None for _ in args]
     items = ", ".join(f"{_sql(a)} AS __a{i}" for i, a in enumerate(present))
-    schema = run(con, f'SELECT {items} FROM __x AS \"{alias}\"', __x=x_schema.empty_table()).schema
+    schema = run(con, f'SELECT {items} FROM __x AS "{alias}"', __x=x_schema.empty_table()).schema
     types = iter(schema.types)
     return [next(types) if a is not None else None for a in args]
 
@@ -118,7 +120,7 @@ def _lower_partial(
     partials: list[str] = []  # per batch, over __x
     merges: list[str] = []  # state rows -> fewer state rows
     finals: dict[str, str] = {}  # normalized unit -> expression over state rows
-    seq = f'\"{SEQ_COL}\"'
+    seq = f'"{SEQ_COL}"'
     for unit, typ in zip(units, types):
         agg, filt = _unwrap(unit)
         i = len(partials)
@@ -155,7 +157,7 @@ def _lower_partial(
     key_sql = [f"{_sql(k)} AS __k{i}" for i, k in enumerate(keys)]
     key_cols = [f"__k{i}" for i in range(len(keys))]
     group_cols = ", ".join(["__ws", "__we", *key_cols])
-    pre = f'SELECT {", ".join(["__ws", "__we", *key_sql, *partials])} FROM __x AS \"{alias}\" GROUP BY ALL'
+    pre = f'SELECT {", ".join(["__ws", "__we", *key_sql, *partials])} FROM __x AS "{alias}" GROUP BY ALL'
     compact = f"SELECT {', '.join(['__ws', '__we', *key_cols, *merges])} FROM __state GROUP BY ALL"
     items = [_rewrite_item(e, finals, keys, err) for e in select.expressions]
     final = f"SELECT {', '.join([*items, group_cols])} FROM __state GROUP BY {group_cols}"
@@ -179,7 +181,7 @@ def _output_name(item: exp.Expression) -> str:
 def _rewrite_item(item: exp.Expression, finals: dict[str, str], keys: list[exp.Expression], err: ErrFactory) -> str:
     name = _output_name(item)
     body = item.this if isinstance(item, exp.Alias) else item
-    return f"{_rewrite(body, finals, keys, err)} AS \"{name.replace(chr(34), chr(34) * 2)}\""
+    return f'{_rewrite(body, finals, keys, err)} AS "{name.replace(chr(34), chr(34) * 2)}"'
 
 
 def _rewrite(node: exp.Expression, finals: dict[str, str], keys: list[exp.Expression], err: ErrFactory) -> str:
@@ -201,7 +203,7 @@ def _rewrite(node: exp.Expression, finals: dict[str, str], keys: list[exp.Expres
     for column in out.find_all(exp.Column):
         if not column.name.startswith("__"):
             original = next((c for c in node.find_all(exp.Column) if c.name == column.name), node)
-            raise err(original, f"column \"{column.name}\" must be in GROUP BY or inside an aggregate")
+            raise err(original, f'column "{column.name}" must be in GROUP BY or inside an aggregate')
     return _sql(out)
 
 
@@ -218,12 +220,12 @@ def _lower_buffer(
     for e in select.expressions:
         body = (e.this if isinstance(e, exp.Alias) else e).copy().transform(first_last, copy=False)
         name = _output_name(e).replace('"', '""')
-        items.append(f'{_sql(body)} AS \"{name}\"')
+        items.append(f'{_sql(body)} AS "{name}"')
     key_items = [f"{_sql(k)} AS __k{i}" for i, k in enumerate(keys)]
-    window = [f'\"{c}\"' for c in (WINDOW_START, WINDOW_END, WINDOW_TIME)]
+    window = [f'"{c}"' for c in (WINDOW_START, WINDOW_END, WINDOW_TIME)]
     group = ", ".join(["__ws", "__we", *window, *extra_group, *(_sql(k) for k in keys)])
     ids = ["__ws", "__we", *extra_group, *key_items]
-    final = f'SELECT {", ".join([*items, *ids])} FROM __state AS \"{alias}\" GROUP BY {group}'
+    final = f'SELECT {", ".join([*items, *ids])} FROM __state AS "{alias}" GROUP BY {group}'
     having = select.args.get("having")
     if having is not None:
         final += f" HAVING {_sql(having.this.copy().transform(first_last, copy=False))}"
@@ -288,8 +290,10 @@ def arrow_plan(
         if not isinstance(arg, exp.Column) or arg.name.lower() not in lookup:
             return None
         col = lookup[arg.name.lower()]
-        numeric = pa.types.is_floating(col.type) or pa.types.is_decimal(col.type) or (
-            pa.types.is_integer(col.type) and col.type.bit_width <= 32
+        numeric = (
+            pa.types.is_floating(col.type)
+            or pa.types.is_decimal(col.type)
+            or (pa.types.is_integer(col.type) and col.type.bit_width <= 32)
         )
         if isinstance(unit, exp.Count) and not isinstance(arg, exp.Distinct):
             partials.append((p, "count", col.name))
@@ -299,7 +303,9 @@ def arrow_plan(
             partials.append((p, "sum", col.name))
             merges.append((p, "sum"))
             by_unit[norm] = ("sum_int" if pa.types.is_integer(col.type) else "sum", (p,))
-        elif isinstance(unit, (exp.Min, exp.Max)) and (numeric or pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)):
+        elif isinstance(unit, (exp.Min, exp.Max)) and (
+            numeric or pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)
+        ):
             fn = "min" if isinstance(unit, exp.Min) else "max"
             partials.append((p, fn, col.name))
             merges.append((p, fn))

@@ -25,12 +25,18 @@ def describe(program: Program) -> str:
     for key in program.sources:
         s = program.streams[key]
         cols = ", ".join(f"{f.name} {sql_type_name(f.type)}" for f in s.schema)
-        time = f"; event time {s.time_column}, watermark {s.time_column} - {_fmt_us(s.delay_us)}" if s.time_column else "; no event time"
+        time = (
+            f"; event time {s.time_column}, watermark {s.time_column} - {_fmt_us(s.delay_us)}"
+            if s.time_column
+            else "; no event time"
+        )
         origin = f" (connector {s.connector})" if s.connector else (" (schema discovered)" if not s.declared else "")
         lines.append(f"  {s.name}{origin}: {cols}{time}")
     lines.append("operators:")
     for spec in program.operators:
-        head = f"  [{spec.step_id}] {spec.kind}: {program.streams[spec.input].name} -> {program.streams[spec.output].name}"
+        head = (
+            f"  [{spec.step_id}] {spec.kind}: {program.streams[spec.input].name} -> {program.streams[spec.output].name}"
+        )
         if isinstance(spec, WindowAggSpec):
             head += f" ({spec.window}"
             if spec.window != "global":
@@ -59,7 +65,9 @@ def render(program: Program) -> Group:
     for key in program.sources:
         s = program.streams[key]
         cols = ", ".join(f"{f.name} {sql_type_name(f.type)}" for f in s.schema)
-        time = f"  event time {s.time_column} (watermark - {_fmt_us(s.delay_us)})" if s.time_column else "  no event time"
+        time = (
+            f"  event time {s.time_column} (watermark - {_fmt_us(s.delay_us)})" if s.time_column else "  no event time"
+        )
         parts.append(Text(f"  {s.name}: {cols}\n{time}"))
     for spec in program.operators:
         body = [Text(f"{program.streams[spec.input].name} -> {program.streams[spec.output].name}")]

@@ -46,7 +46,7 @@ UNIT_US = {
     "WEEK": 7 * 86_400_000_000,
 }
 WINDOW_COLS = (WINDOW_START, WINDOW_END, WINDOW_TIME)
-HIDDEN = f'\"{SEQ_COL}\", \"{WM_COL}\"'
+HIDDEN = f'"{SEQ_COL}", "{WM_COL}"'
 WINDOW_TIME_LAG_US = 1_000  # window_time = window_end - 1 ms, as in Flink
 
 
@@ -95,11 +95,11 @@ def interval_us(node: exp.Expression, what: str = "interval") -> int:
         value, unit_name = parts[0], parts[1].upper()
     unit_name = unit_name.rstrip("S") if unit_name.rstrip("S") in UNIT_US else unit_name
     if unit_name not in UNIT_US:
-        raise _err(node, f"unsupported interval unit \"{unit_name}\" (use MILLISECOND, SECOND, MINUTE, HOUR or DAY)")
+        raise _err(node, f'unsupported interval unit "{unit_name}" (use MILLISECOND, SECOND, MINUTE, HOUR or DAY)')
     try:
         amount = float(value)
     except ValueError:
-        raise _err(node, f"\"{value}\" is not a number in {node.sql()}") from None
+        raise _err(node, f'"{value}" is not a number in {node.sql()}') from None
     return round(amount * UNIT_US[unit_name])
 
 
@@ -241,7 +241,7 @@ class _Planner:
             return None
         if isinstance(stmt, exp.Command):
             word = stmt.name.upper() if stmt.name else stmt.sql().split()[0].upper()
-            raise _err(stmt, f"unknown statement \"{word}\"", hint="expected CREATE, INSERT INTO or SELECT")
+            raise _err(stmt, f'unknown statement "{word}"', hint="expected CREATE, INSERT INTO or SELECT")
         raise _err(stmt, f"unsupported statement: {stmt.sql()[:40]!r}")
 
     def _where(self, node: exp.Expression) -> str:
@@ -256,7 +256,7 @@ class _Planner:
         name = table.name
         key = name.lower()
         if key in self.streams:
-            raise _err(stmt, f"stream \"{name}\" is declared twice")
+            raise _err(stmt, f'stream "{name}" is declared twice')
         fields: list[pa.Field] = []
         time_col, delay = None, 0
         defs = schema_node.expressions if isinstance(schema_node, exp.Schema) else []
@@ -267,9 +267,9 @@ class _Planner:
                 try:
                     dtype = parse_type(type_text)
                 except ValueError as err:
-                    raise _err(item, f"column \"{item.name}\": {err}") from None
+                    raise _err(item, f'column "{item.name}": {err}') from None
                 if any(f.name.lower() == item.name.lower() for f in fields):
-                    raise _err(item, f"column \"{item.name}\" is declared twice")
+                    raise _err(item, f'column "{item.name}" is declared twice')
                 nullable = not any(isinstance(c.kind, exp.NotNullColumnConstraint) for c in item.constraints)
                 fields.append(pa.field(item.name, dtype, nullable))
             elif isinstance(item, exp.WatermarkColumnConstraint):
@@ -305,7 +305,11 @@ class _Planner:
                 raise _err(expr.this, f"the watermark must be computed from {col}")
             amount = interval_us(expr.expression, "the watermark delay")
             return match[0].name, amount if isinstance(expr, exp.Sub) else -amount
-        raise _err(expr, f"unsupported watermark {expr.sql()!r}", hint=f"write {col}, {col} - INTERVAL '5' SECOND or {col} + INTERVAL ...")
+        raise _err(
+            expr,
+            f"unsupported watermark {expr.sql()!r}",
+            hint=f"write {col}, {col} - INTERVAL '5' SECOND or {col} + INTERVAL ...",
+        )
 
     def _with_options(self, stmt: exp.Create) -> dict[str, str]:
         props = stmt.args.get("properties")
@@ -317,7 +321,11 @@ class _Planner:
                 raise _err(prop, f"unsupported table property {prop.sql()!r}", hint="write WITH ('key' = 'value', ...)")
             key = prop.this.name if isinstance(prop.this, (exp.Literal, exp.Identifier, exp.Var)) else prop.this.sql()
             value = prop.args.get("value")
-            text = value.name if isinstance(value, (exp.Literal, exp.Identifier, exp.Var)) else (value.sql() if value is not None else "")
+            text = (
+                value.name
+                if isinstance(value, (exp.Literal, exp.Identifier, exp.Var))
+                else (value.sql() if value is not None else "")
+            )
             options[key.lower()] = text
         return options
 
@@ -337,14 +345,14 @@ class _Planner:
         has_op = bool(visible) and visible[0].name == "op" and self._is_changes(query)
         data = visible[1:] if has_op else visible
         if declared is not None and declared.derived is False and key in self.read and key not in self.producers:
-            raise _err(stmt, f"stream \"{name}\" is read as a source and cannot also be written")
+            raise _err(stmt, f'stream "{name}" is read as a source and cannot also be written')
         if declared is not None and len(declared.schema) > 0:
             targets = list(declared.schema)
             if columns is not None:
                 lookup = {f.name.lower(): f for f in targets}
                 missing = [c for c in columns if c.lower() not in lookup]
                 if missing:
-                    raise _err(stmt, f"stream \"{name}\" has no column \"{missing[0]}\"")
+                    raise _err(stmt, f'stream "{name}" has no column "{missing[0]}"')
                 targets = [lookup[c.lower()] for c in columns]
             if len(targets) != len(data):
                 raise _err(
@@ -404,7 +412,7 @@ class _Planner:
         key = name.lower()
         if key in self.streams and declare and not name.startswith("result"):
             if name.lower() in self.streams and self.streams[key].declared:
-                raise _err(where_node, f"stream \"{name}\" already exists")
+                raise _err(where_node, f'stream "{name}" already exists')
         emit = "final"
         if isinstance(query, Emit):
             emit = query.args["kind"].lower()
@@ -432,9 +440,13 @@ class _Planner:
         existing = self.streams.get(key)
         if existing is not None and key in self.producers:
             if _visible_schema(existing.schema) != _visible_schema(schema):
-                raise _err(query, "the branches of UNION ALL have different columns", hint="give them the same names and types")
+                raise _err(
+                    query, "the branches of UNION ALL have different columns", hint="give them the same names and types"
+                )
         else:
-            self.streams[key] = StreamDef(name, key, _visible_schema(schema), where=self._where(query), declared=False, derived=True)
+            self.streams[key] = StreamDef(
+                name, key, _visible_schema(schema), where=self._where(query), declared=False, derived=True
+            )
         self._add(spec, key)
         return key
 
@@ -448,8 +460,12 @@ class _Planner:
             if schema is None:
                 known = [s.name for s in self.streams.values() if "/" not in s.name and "#" not in s.name]
                 close = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean \"{close[0]}\"?" if close else "declare it with CREATE TABLE, or give --source NAME=URI"
-                raise _err(table, f"unknown stream \"{name}\"", hint=hint)
+                hint = (
+                    f'did you mean "{close[0]}"?'
+                    if close
+                    else "declare it with CREATE TABLE, or give --source NAME=URI"
+                )
+                raise _err(table, f'unknown stream "{name}"', hint=hint)
             self.streams[key] = StreamDef(name, key, schema, declared=False)
         stream = self.streams[key]
         self.read.add(key)
@@ -486,14 +502,24 @@ class _Planner:
             if node is not None and not (bad is exp.Order and (select.args.get("group") or tvf)):
                 raise _err(node, f"{what} is not supported on an unbounded stream")
         if select.args.get("distinct") and not select.args.get("group"):
-            raise _err(select.args["distinct"], "SELECT DISTINCT is not supported on a stream yet", hint="GROUP BY the columns inside a window")
+            raise _err(
+                select.args["distinct"],
+                "SELECT DISTINCT is not supported on a stream yet",
+                hint="GROUP BY the columns inside a window",
+            )
         for window in select.find_all(exp.Window):
-            raise _err(window, "OVER (...) windows are not supported yet", hint="use a window table function and GROUP BY")
+            raise _err(
+                window, "OVER (...) windows are not supported yet", hint="use a window table function and GROUP BY"
+            )
         cols = {f.name.lower(): f for f in stream.schema}
         window_cols = set(WINDOW_COLS) if tvf is not None else set()
         clash = sorted(window_cols & set(cols))
         if clash:
-            raise _err(tvf, f"{stream.name} already has a column named {clash[0]}", hint="rename it (e.g. window_start AS bucket) before windowing again")
+            raise _err(
+                tvf,
+                f"{stream.name} already has a column named {clash[0]}",
+                hint="rename it (e.g. window_start AS bucket) before windowing again",
+            )
         self._check_columns(select, cols, window_cols, alias, stream)
         aggs = _aggregate_units(list(select.expressions) + [select.args.get("having") or exp.Null()])
         grouped = bool(select.args.get("group")) or bool(aggs)
@@ -514,7 +540,7 @@ class _Planner:
                 continue
             close = difflib.get_close_matches(call.name.lower(), sorted(_duckdb_functions()), n=1)
             hint = f"did you mean {close[0]}?" if close else None
-            raise _err(call, f"unknown function \"{call.name}\"", hint=hint)
+            raise _err(call, f'unknown function "{call.name}"', hint=hint)
         aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
         names = {alias.lower(), stream.name.lower()}
         for column in select.find_all(exp.Column):
@@ -525,16 +551,24 @@ class _Planner:
             col = column.name.lower()
             table = column.table
             if table and table.lower() not in names:
-                raise _err(column, f"unknown table or alias \"{table}\"", hint=f"this query reads \"{alias}\"")
+                raise _err(column, f'unknown table or alias "{table}"', hint=f'this query reads "{alias}"')
             if col in cols or col in window_cols:
                 continue
             if col in aliases and not _inside(column, select.args.get("where")):
                 continue
             if col in WINDOW_COLS:
-                raise _err(column, f"{column.name} exists only over a window table function", hint="FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE))")
+                raise _err(
+                    column,
+                    f"{column.name} exists only over a window table function",
+                    hint="FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE))",
+                )
             close = difflib.get_close_matches(col, list(cols) + list(window_cols), n=1)
-            hint = f"did you mean \"{close[0]}\"?" if close else f"{stream.name} has {', '.join(f.name for f in stream.schema) or 'no columns'}"
-            raise _err(column, f"unknown column \"{column.name}\"", hint=hint)
+            hint = (
+                f'did you mean "{close[0]}"?'
+                if close
+                else f"{stream.name} has {', '.join(f.name for f in stream.schema) or 'no columns'}"
+            )
+            raise _err(column, f'unknown column "{column.name}"', hint=hint)
 
     def _dry(self, sql: str, inputs: dict[str, pa.Schema], node: exp.Expression) -> pa.Schema:
         """Run ``sql`` on empty tables of ``inputs`` to type-check it; returns the result schema."""
@@ -555,10 +589,15 @@ class _Planner:
         return schema
 
     # ------------------------------------------------------------------ stateless
-    def _stateless(self, select: exp.Select, stream: StreamDef, alias: str, step: str, name: str) -> tuple[OperatorSpec, pa.Schema]:
+    def _stateless(
+        self, select: exp.Select, stream: StreamDef, alias: str, step: str, name: str
+    ) -> tuple[OperatorSpec, pa.Schema]:
         body = select.copy()
         body.set("from_", exp.From(this=exp.to_table("__input").as_(alias, quoted=True)))
-        star = any(isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star)) for e in body.expressions)
+        star = any(
+            isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+            for e in body.expressions
+        )
         sql = _sql(body)
         if not star:
             sql = _append_hidden(body)
@@ -571,9 +610,15 @@ class _Planner:
         col = tvf.args["timecol"].name
         field_ = next((f for f in stream.schema if f.name.lower() == col.lower()), None)
         if field_ is None:
-            raise _err(tvf.args["timecol"], f"unknown column \"{col}\" in DESCRIPTOR", hint=f"{stream.name} has {', '.join(stream.schema.names)}")
+            raise _err(
+                tvf.args["timecol"],
+                f'unknown column "{col}" in DESCRIPTOR',
+                hint=f"{stream.name} has {', '.join(stream.schema.names)}",
+            )
         if not pa.types.is_timestamp(field_.type):
-            raise _err(tvf.args["timecol"], f"DESCRIPTOR({col}) must name a TIMESTAMP column, not {sql_type_name(field_.type)}")
+            raise _err(
+                tvf.args["timecol"], f"DESCRIPTOR({col}) must name a TIMESTAMP column, not {sql_type_name(field_.type)}"
+            )
         if stream.time_column is None and not stream.derived:
             # A stream without WATERMARK: its descriptor column becomes the time attribute with no delay.
             self.streams[stream.key] = replace(stream, time_column=field_.name, delay_us=0)
@@ -607,11 +652,15 @@ class _Planner:
         offset = interval_us(offset_node, f"the {kind} offset") if offset_node is not None else 0
         return name, size, slide, offset
 
-    def _expand_sql(self, window: str, size: int, slide: int, offset: int, time_col: str, alias: str, where: exp.Expression | None) -> str:
+    def _expand_sql(
+        self, window: str, size: int, slide: int, offset: int, time_col: str, alias: str, where: exp.Expression | None
+    ) -> str:
         t = f"epoch_us({_q(time_col)})"
         pm = lambda unit: f"((({t} - {offset}) % {unit}) + {unit}) % {unit}"  # noqa: E731
+        present = f"{_q(time_col)} IS NOT NULL"
         if window == "tumble":
-            inner = f"SELECT *, {t} - {pm(size)} AS __ws, {t} - {pm(size)} + {size} AS __we FROM __input WHERE {_q(time_col)} IS NOT NULL"
+            start = f"{t} - {pm(size)}"
+            inner = f"SELECT *, {start} AS __ws, {start} + {size} AS __we FROM __input WHERE {present}"
         elif window == "hop":
             n = -(-size // slide)
             inner = (
@@ -640,7 +689,9 @@ class _Planner:
             sql += f" WHERE {_sql(where)}"
         return sql
 
-    def _annotate(self, select: exp.Select, stream: StreamDef, alias: str, tvf: WindowTVF, step: str, name: str) -> tuple[OperatorSpec, pa.Schema]:
+    def _annotate(
+        self, select: exp.Select, stream: StreamDef, alias: str, tvf: WindowTVF, step: str, name: str
+    ) -> tuple[OperatorSpec, pa.Schema]:
         """A window TVF without aggregation: each row, once per window, with window columns."""
         if tvf.args["kind"] == "SESSION":
             raise _err(tvf, "SESSION needs GROUP BY window_start, window_end (sessions are only known when they close)")
@@ -651,7 +702,11 @@ class _Planner:
         body.set("from_", exp.From(this=exp.to_table("__x").as_(alias, quoted=True)))
         star = any(isinstance(e, exp.Star) for e in body.expressions)
         if star:
-            body.set("expressions", [exp.Star(except_=[exp.column("__ws"), exp.column("__we")])] + [e for e in body.expressions if not isinstance(e, exp.Star)])
+            body.set(
+                "expressions",
+                [exp.Star(except_=[exp.column("__ws"), exp.column("__we")])]
+                + [e for e in body.expressions if not isinstance(e, exp.Star)],
+            )
             outer = _sql(body)
         else:
             outer = _append_hidden(body)
@@ -674,7 +729,12 @@ class _Planner:
                     raise _err(item, f"GROUP BY {item.name}: there is no select item {item.name}")
                 target = select.expressions[index]
                 item = target.this if isinstance(target, exp.Alias) else target
-            elif isinstance(item, exp.Column) and not item.table and item.name.lower() in by_alias and item.name.lower() not in WINDOW_COLS:
+            elif (
+                isinstance(item, exp.Column)
+                and not item.table
+                and item.name.lower() in by_alias
+                and item.name.lower() not in WINDOW_COLS
+            ):
                 source_cols = self._current_cols
                 if item.name.lower() not in source_cols:
                     item = by_alias[item.name.lower()]
@@ -682,7 +742,9 @@ class _Planner:
         names = [k.name.lower() for k in keys if isinstance(k, exp.Column)]
         if window_required and not (WINDOW_START in names and WINDOW_END in names):
             node = group if group is not None else select
-            raise _err(node, "a windowed aggregation must GROUP BY window_start, window_end", hint="add them to GROUP BY")
+            raise _err(
+                node, "a windowed aggregation must GROUP BY window_start, window_end", hint="add them to GROUP BY"
+            )
         return [k for k in keys if not (isinstance(k, exp.Column) and k.name.lower() in WINDOW_COLS)]
 
     def _window_agg(
@@ -718,8 +780,10 @@ class _Planner:
         fast_filter = fast_pre = None
         if fast:
             cond = f" WHERE {_sql(where)}" if where is not None else ""
-            fast_filter = f'SELECT * FROM __x AS {_q(alias)}{cond}' if where is not None else None
-            fast_pre = lowered.pre_sql.replace(f"FROM __x AS {_q(alias)} GROUP BY ALL", f"FROM __x AS {_q(alias)}{cond} GROUP BY ALL")
+            fast_filter = f"SELECT * FROM __x AS {_q(alias)}{cond}" if where is not None else None
+            fast_pre = lowered.pre_sql.replace(
+                f"FROM __x AS {_q(alias)} GROUP BY ALL", f"FROM __x AS {_q(alias)}{cond} GROUP BY ALL"
+            )
             x_fast = in_schema.append(pa.field("__ws", pa.int64())).append(pa.field("__we", pa.int64()))
             try:
                 self._dry(fast_pre, {"__x": x_fast}, select)
@@ -784,13 +848,19 @@ class _Planner:
         where_node = select.args.get("where")
         where = where_node.this if where_node is not None else None
         pk = ", ".join(f"{_sql(p)} AS __pk{i}" for i, p in enumerate(partition))
-        filter_sql = f"SELECT *, epoch_us({_q(time_col)}) AS __t{', ' + pk if pk else ''} FROM __input AS {_q(alias)} WHERE {_q(time_col)} IS NOT NULL"
+        keys_sql = f", {pk}" if pk else ""
+        filter_sql = (
+            f"SELECT *, epoch_us({_q(time_col)}) AS __t{keys_sql} FROM __input AS {_q(alias)} "
+            f"WHERE {_q(time_col)} IS NOT NULL"
+        )
         if where is not None:
             filter_sql += f" AND ({_sql(where)})"
         in_schema = self._input_schema(stream)
         f_schema = self._dry(filter_sql, {"__input": in_schema}, where or select)
         x_schema = f_schema.append(pa.field("__ws", pa.int64())).append(pa.field("__we", pa.int64()))
-        x_schema = x_schema.append(pa.field(WINDOW_START, pa.timestamp("us"))).append(pa.field(WINDOW_END, pa.timestamp("us")))
+        x_schema = x_schema.append(pa.field(WINDOW_START, pa.timestamp("us"))).append(
+            pa.field(WINDOW_END, pa.timestamp("us"))
+        )
         x_schema = x_schema.append(pa.field(WINDOW_TIME, pa.timestamp("us"))).append(pa.field("__sess", pa.int64()))
         lowered = aggregates.lower(
             select, keys, aggs, alias, x_schema, self.con, _err, force_buffer=True, extra_group=("__sess",)

@@ -169,7 +169,10 @@ class Runner:
                 self.stats.errors[reason] += n
             if self.options.strict:
                 first = table.slice(0, 1).to_pylist()[0]
-                raise RecordError(f"bad record at {first['source_offset']}: {first['reason']}: {first['message']}", hint="drop --strict to route bad records to the error stream")
+                raise RecordError(
+                    f"bad record at {first['source_offset']}: {first['reason']}: {first['message']}",
+                    hint="drop --strict to route bad records to the error stream",
+                )
             if self.error_sink is not None:
                 self.error_sink.write(self.epoch, table)
             if self.on_error is not None:

@@ -30,7 +30,9 @@ class TickResult:
     errors: list[pa.Table] = field(default_factory=list)
 
 
-def make_operator(spec: object, con: duckdb.DuckDBPyConnection, source_stream: str, out_schema: pa.Schema | None = None) -> Operator:
+def make_operator(
+    spec: object, con: duckdb.DuckDBPyConnection, source_stream: str, out_schema: pa.Schema | None = None
+) -> Operator:
     """The live operator for a spec (the one table of operator kinds)."""
     if isinstance(spec, WindowAggSpec):
         return WindowAggOperator(spec, con, out_schema)

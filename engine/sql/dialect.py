@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlglot import exp, generator, parser, tokens
+from sqlglot import exp, generator, tokens
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.helper import seq_get
 from sqlglot.tokens import TokenType
@@ -220,10 +220,15 @@ class Duckstream(DuckDB):
             **DuckDB.Generator.TRANSFORMS,
             WindowTVF: lambda self, e: _window_tvf_sql(self, e),
             Step: lambda self, e: f"STEP({self.sql(e, 'this')} BY {self.sql(e, 'expression')})",
-            Stagger: lambda self, e: self.seg("WINDOWED BY STAGGER")
-            + f" (PARTITION BY {self.expressions(e, flat=True)} RANGE {self.sql(e, 'range')})",
-            CreatePump: lambda self, e: f"CREATE{' OR REPLACE' if e.args.get('replace') else ''}"
-            f" PUMP {self.sql(e, 'this')}{' STOPPED' if e.args.get('stopped') else ''} AS {self.sql(e, 'expression')}",
+            Stagger: lambda self, e: (
+                self.seg("WINDOWED BY STAGGER")
+                + f" (PARTITION BY {self.expressions(e, flat=True)} RANGE {self.sql(e, 'range')})"
+            ),
+            CreatePump: lambda self, e: (
+                f"CREATE{' OR REPLACE' if e.args.get('replace') else ''}"
+                f" PUMP {self.sql(e, 'this')}{' STOPPED' if e.args.get('stopped') else ''}"
+                f" AS {self.sql(e, 'expression')}"
+            ),
             Emit: lambda self, e: f"{self.sql(e, 'this')} EMIT {e.args['kind']}",
         }
 

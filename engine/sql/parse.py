@@ -61,7 +61,9 @@ def _check_tokens(text: str, path: str | None) -> None:
         start = tok.token_type == TokenType.SEMICOLON
         if tok.token_type == TokenType.COMMA and i + 1 < len(toks) and toks[i + 1].token_type in _AFTER_COMMA_BAD:
             nxt = toks[i + 1]
-            raise SqlError(f"unexpected {nxt.text!r} after ','", nxt.line, _first_col(nxt), path, "remove the extra comma")
+            raise SqlError(
+                f"unexpected {nxt.text!r} after ','", nxt.line, _first_col(nxt), path, "remove the extra comma"
+            )
 
 
 def _first_col(tok: object) -> int:

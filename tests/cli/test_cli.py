@@ -48,8 +48,20 @@ def test_run_writes_json_lines_to_stdout_and_errors_to_stderr(tmp_path: Path) ->
     assert result.exit_code == 0, result.stderr
     rows = _jsonl(result.stdout)
     assert rows == [
-        {"device": "a", "window_start": "2024-05-01T10:00:00Z", "window_end": "2024-05-01T10:01:00Z", "sum_temp": 42, "n": 2},
-        {"device": "a", "window_start": "2024-05-01T10:02:00Z", "window_end": "2024-05-01T10:03:00Z", "sum_temp": 30, "n": 1},
+        {
+            "device": "a",
+            "window_start": "2024-05-01T10:00:00Z",
+            "window_end": "2024-05-01T10:01:00Z",
+            "sum_temp": 42,
+            "n": 2,
+        },
+        {
+            "device": "a",
+            "window_start": "2024-05-01T10:02:00Z",
+            "window_end": "2024-05-01T10:03:00Z",
+            "sum_temp": 30,
+            "n": 1,
+        },
     ]
     errors = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert sorted(e["reason"] for e in errors) == ["decode", "late"]
@@ -102,7 +114,9 @@ def test_run_allowed_lateness_emits_a_corrected_row(tmp_path: Path) -> None:
         ("SELECT device FROM readings WHERE;", ":4:", "WHERE"),
     ],
 )
-def test_user_mistakes_print_one_line_with_location_and_exit_2(tmp_path: Path, program: str, where: str, message: str) -> None:
+def test_user_mistakes_print_one_line_with_location_and_exit_2(
+    tmp_path: Path, program: str, where: str, message: str
+) -> None:
     sql, data = _files(tmp_path, PROGRAM.split(";")[0] + ";\n" + program)
     result = CliRunner().invoke(app, ["run", str(sql), "--source", str(data)])
     assert result.exit_code == 2
@@ -164,7 +178,14 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_console_script_entry_point_runs_demo(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "run", str(ROOT / "queries" / "ticker_kpis.sql"), "--source", "demo:ticker?rows=2000"],
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "run",
+            str(ROOT / "queries" / "ticker_kpis.sql"),
+            "--source",
+            "demo:ticker?rows=2000",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

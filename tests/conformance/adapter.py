@@ -107,12 +107,13 @@ def translate(case: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, li
     create = f"CREATE TABLE t (ts TIMESTAMP(3), {cols + ', ' if cols else ''}WATERMARK FOR ts AS {watermark});"
     kind, keys = w["kind"], case.get("group_by") or []
     offset = f", {interval(duration_ms(w.get('offset')))}" if w.get("offset") else ""
+    size, slide = interval(duration_ms(w.get("size"))), interval(duration_ms(w.get("slide")))
     if kind == "tumbling":
         tvf = f"TUMBLE(TABLE t, DESCRIPTOR(ts), {interval(duration_ms(w['size']))}{offset})"
     elif kind == "hopping":
-        tvf = f"HOP(TABLE t, DESCRIPTOR(ts), {interval(duration_ms(w['slide']))}, {interval(duration_ms(w['size']))}{offset})"
+        tvf = f"HOP(TABLE t, DESCRIPTOR(ts), {slide}, {size}{offset})"
     elif kind == "cumulate":
-        tvf = f"CUMULATE(TABLE t, DESCRIPTOR(ts), {interval(duration_ms(w['slide']))}, {interval(duration_ms(w['size']))}{offset})"
+        tvf = f"CUMULATE(TABLE t, DESCRIPTOR(ts), {slide}, {size}{offset})"
     elif kind == "session":
         part = f" PARTITION BY ({', '.join(q(k) for k in keys)})" if keys else ""
         tvf = f"SESSION(TABLE t{part}, DESCRIPTOR(ts), {interval(duration_ms(w['gap']))})"

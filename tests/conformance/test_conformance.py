@@ -18,7 +18,9 @@ from tests.conformance.adapter import converge, translate
 
 CASES = Path(__file__).parent / "cases"
 ALL = sorted(p.parent for p in CASES.glob("0*/case.json"))
-IN_MODEL = [p for p in ALL if json.loads((p / "case.json").read_text())["time"].get("lateness_model") != "batch_watermark"]
+IN_MODEL = [
+    p for p in ALL if json.loads((p / "case.json").read_text())["time"].get("lateness_model") != "batch_watermark"
+]
 OUT_OF_MODEL = [p for p in ALL if p not in IN_MODEL]
 
 

@@ -60,7 +60,9 @@ def oracle(rows: list[dict], kind: str, size: int, slide: int, delay: int, laten
         running = ts if running is None else max(running, ts)
     table = pa.Table.from_pylist(
         expanded,
-        schema=pa.schema([("ws", pa.int64()), ("we", pa.int64()), ("device", pa.string()), ("temp", pa.int64()), ("seq", pa.int64())]),
+        schema=pa.schema(
+            [("ws", pa.int64()), ("we", pa.int64()), ("device", pa.string()), ("temp", pa.int64()), ("seq", pa.int64())]
+        ),
     )
     con = duckdb.connect()
     con.register("x", table)
@@ -73,7 +75,9 @@ def oracle(rows: list[dict], kind: str, size: int, slide: int, delay: int, laten
     return result.to_arrow_table().to_pylist()
 
 
-def streamed(rows: list[dict], cuts: set[int], kind: str, size: int, slide: int, delay: int, lateness: int, distinct: bool) -> list[dict]:
+def streamed(
+    rows: list[dict], cuts: set[int], kind: str, size: int, slide: int, delay: int, lateness: int, distinct: bool
+) -> list[dict]:
     tvf = {
         "tumble": f"TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '{size}' MICROSECOND)",
         "hop": f"HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '{slide}' MICROSECOND, INTERVAL '{size}' MICROSECOND)",
@@ -121,7 +125,11 @@ def test_in_order_input_equals_batch_query(rows: list[dict], cuts: set[int], kin
     _same(got, want, distinct=False)
 
 
-BOUNDARY = [{"ts": 60, "device": "a", "temp": 1}, {"ts": 30, "device": "a", "temp": 2}, {"ts": 59, "device": None, "temp": None}]
+BOUNDARY = [
+    {"ts": 60, "device": "a", "temp": 1},
+    {"ts": 30, "device": "a", "temp": 2},
+    {"ts": 59, "device": None, "temp": None},
+]
 
 
 @example(rows=BOUNDARY, cuts=set(), kind=("tumble", 60, 60), delay=0, lateness=0, distinct=True)
