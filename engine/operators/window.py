@@ -180,6 +180,7 @@ class WindowAggOperator:
         else:
             mask = pc.is_in(state["__we"], value_set=pa.array(shared, pa.int64()))
             merged = pa.concat_tables([self._arrow_merge(state.filter(mask)), state.filter(pc.invert(mask))])
+        merged = _in_group_order(merged)
         columns, names = [], []
         for name, op, cols in self.spec.arrow.final:
             if op == "key":
@@ -243,6 +244,8 @@ class WindowAggOperator:
         if self.spec.arrow is not None and self.spec.arrow.final is not None:
             return self._arrow_final(closed, shared)
         result = run(self.con, self.spec.final_sql, __state=closed)
+        if " ORDER BY " not in self.spec.final_sql:
+            result = _in_group_order(result)
         return _drop_ids(result)
 
     def _emit_diff(self, wm: int) -> pa.Table | None:
@@ -352,6 +355,12 @@ def _keys_then_aggregates(out: pa.Table, group: list[str], n_aggs: int) -> list[
     if out.column_names[: len(group)] == group:
         return [out.column(i) for i in range(len(group) + n_aggs)]
     return [out.column(n_aggs + i) for i in range(len(group))] + [out.column(i) for i in range(n_aggs)]
+
+
+def _in_group_order(table: pa.Table) -> pa.Table:
+    """Rows by window, then by key: KPI rows read in order (emission order is otherwise hash order)."""
+    ids = [c for c in table.column_names if c == "__ws" or c == "__we" or c.startswith("__k")]
+    return table.sort_by([(c, "ascending") for c in ids]) if ids and table.num_rows > 1 else table
 
 
 def _drop_ids(table: pa.Table) -> pa.Table:

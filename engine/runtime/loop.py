@@ -67,6 +67,11 @@ class _Input:
             csv_options=getattr(source, "csv_options", None),
         )
         self.done = False
+        self.idle_timeout_us = options.idle_timeout_us
+        if "idle-timeout" in stream.options:  # the table's own setting wins over --idle-timeout
+            from connectors.options import parse_duration
+
+            self.idle_timeout_us = parse_duration(stream.options["idle-timeout"], f"{stream.where}: 'idle-timeout'")
         self.request = options.batch_rows  # rows asked for in the next poll (grows while catching up)
         self.last_rows_at: float | None = None
         self.wm_at_last_rows: int | None = None
@@ -148,12 +153,10 @@ class Runner:
 
     def _idle_advance(self) -> None:
         """A quiet source's watermark moves on with processing time after the idle timeout."""
-        timeout = self.options.idle_timeout_us
-        if timeout is None:
-            return
         now = self.options.clock()
         for item in self.inputs:
-            if item.done or item.last_rows_at is None or item.wm_at_last_rows is None:
+            timeout = item.idle_timeout_us
+            if timeout is None or item.done or item.last_rows_at is None or item.wm_at_last_rows is None:
                 continue
             quiet_us = int((now - item.last_rows_at) * 1_000_000)
             if quiet_us >= timeout:
