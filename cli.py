@@ -21,9 +21,10 @@ from typing import Annotated, Any, TypeVar
 import pyarrow as pa
 import typer
 from rich.console import Console
+from rich.markup import escape as rich_escape
 from rich.table import Table
 
-from engine.errors import ConnectorError, DuckstreamError
+from engine.errors import ConnectorError, DuckstreamError, SqlError
 from engine.plan.logical import Program
 from engine.plan.planner import PlanOptions, compile_program
 
@@ -74,10 +75,25 @@ class _Bindings:
 def _fail(err: DuckstreamError, debug: bool) -> None:
     if debug:
         traceback.print_exc()
-    err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False) if sys.stderr.isatty() else print(
-        f"error: {err}", file=sys.stderr
-    )
+    if not sys.stderr.isatty():
+        print(f"error: {err}", file=sys.stderr)
+        raise typer.Exit(err.exit_code)
+    err_console.print(f"[bold red]error:[/] {rich_escape(str(err))}")
+    caret = _caret(err)
+    if caret:
+        err_console.print(caret, markup=False)
     raise typer.Exit(err.exit_code)
+
+
+def _caret(err: DuckstreamError) -> str | None:
+    """The offending line of a program with a caret under the column (terminals only)."""
+    if not isinstance(err, SqlError) or not err.path or not err.line or not err.col:
+        return None
+    try:
+        line = Path(err.path).read_text(encoding="utf-8").splitlines()[err.line - 1]
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+    return f"  {line}\n  {' ' * (err.col - 1)}^"
 
 
 def _guard(debug: bool, body: Callable[[], None]) -> None:
