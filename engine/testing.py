@@ -35,7 +35,8 @@ class ListSource:
     """
 
     kind: Literal["raw", "typed"] = "raw"
-    bounded = True
+    bounded: bool = True
+    format: str | None
 
     def __init__(self, name: str, batches: Sequence[Sequence[bytes]], fmt: str = "json") -> None:
         self.name, self.format = name, fmt

@@ -44,22 +44,22 @@ class Lowered:
     compact_sql: str | None
 
 
-def _sql(node: exp.Expression) -> str:
+def _sql(node: exp.Expr) -> str:
     return node.sql(dialect="duckdb", identify=True)
 
 
-def _norm(node: exp.Expression) -> str:
+def _norm(node: exp.Expr) -> str:
     return node.sql(dialect="duckdb").lower()
 
 
-def _unwrap(unit: exp.Expression) -> tuple[exp.Expression, str]:
+def _unwrap(unit: exp.Expr) -> tuple[exp.Expr, str]:
     """(aggregate call, ' FILTER (WHERE ...)' or '')."""
     if isinstance(unit, exp.Filter):
         return unit.this, f" FILTER ({_sql(unit.expression)})"
     return unit, ""
 
 
-def _decomposable(agg: exp.Expression) -> bool:
+def _decomposable(agg: exp.Expr) -> bool:
     if isinstance(agg, exp.Count):
         return not isinstance(agg.this, exp.Distinct)
     return type(agg) in (exp.Sum, exp.Min, exp.Max, exp.Avg, exp.FirstValue, exp.LastValue)
@@ -67,8 +67,8 @@ def _decomposable(agg: exp.Expression) -> bool:
 
 def lower(
     select: exp.Select,
-    keys: list[exp.Expression],
-    units: list[exp.Expression],
+    keys: list[exp.Expr],
+    units: list[exp.Expr],
     alias: str,
     x_schema: pa.Schema,
     con: duckdb.DuckDBPyConnection,
@@ -77,7 +77,7 @@ def lower(
     extra_group: tuple[str, ...] = (),
 ) -> Lowered:
     """Lower a grouped ``select`` over ``__x`` (the rows with window columns) to SQL."""
-    seen: dict[str, exp.Expression] = {}
+    seen: dict[str, exp.Expr] = {}
     for unit in units:
         seen.setdefault(_norm(unit), unit)
     units = list(seen.values())
@@ -91,7 +91,7 @@ def lower(
 
 
 def _arg_types(
-    units: list[exp.Expression], alias: str, x_schema: pa.Schema, con: duckdb.DuckDBPyConnection
+    units: list[exp.Expr], alias: str, x_schema: pa.Schema, con: duckdb.DuckDBPyConnection
 ) -> list[pa.DataType | None]:
     args = []
     for unit in units:
@@ -109,8 +109,8 @@ def _arg_types(
 
 def _lower_partial(
     select: exp.Select,
-    keys: list[exp.Expression],
-    units: list[exp.Expression],
+    keys: list[exp.Expr],
+    units: list[exp.Expr],
     alias: str,
     x_schema: pa.Schema,
     con: duckdb.DuckDBPyConnection,
@@ -170,7 +170,7 @@ def _lower_partial(
     return Lowered("partial", pre, final, compact)
 
 
-def _output_name(item: exp.Expression) -> str:
+def _output_name(item: exp.Expr) -> str:
     if isinstance(item, exp.Alias):
         return item.alias
     if isinstance(item, exp.Column):
@@ -178,16 +178,16 @@ def _output_name(item: exp.Expression) -> str:
     return item.sql(dialect="duckdb")
 
 
-def _rewrite_item(item: exp.Expression, finals: dict[str, str], keys: list[exp.Expression], err: ErrFactory) -> str:
+def _rewrite_item(item: exp.Expr, finals: dict[str, str], keys: list[exp.Expr], err: ErrFactory) -> str:
     name = _output_name(item)
     body = item.this if isinstance(item, exp.Alias) else item
     return f'{_rewrite(body, finals, keys, err)} AS "{name.replace(chr(34), chr(34) * 2)}"'
 
 
-def _rewrite(node: exp.Expression, finals: dict[str, str], keys: list[exp.Expression], err: ErrFactory) -> str:
+def _rewrite(node: exp.Expr, finals: dict[str, str], keys: list[exp.Expr], err: ErrFactory) -> str:
     key_norms = {_norm(k): f"__k{i}" for i, k in enumerate(keys)}
 
-    def swap(n: exp.Expression) -> exp.Expression:
+    def swap(n: exp.Expr) -> exp.Expr:
         norm = _norm(n)
         if norm in finals:
             return parse_one(finals[norm], read="duckdb")
@@ -208,9 +208,9 @@ def _rewrite(node: exp.Expression, finals: dict[str, str], keys: list[exp.Expres
 
 
 def _lower_buffer(
-    select: exp.Select, keys: list[exp.Expression], alias: str, err: ErrFactory, extra_group: tuple[str, ...] = ()
+    select: exp.Select, keys: list[exp.Expr], alias: str, err: ErrFactory, extra_group: tuple[str, ...] = ()
 ) -> Lowered:
-    def first_last(n: exp.Expression) -> exp.Expression:
+    def first_last(n: exp.Expr) -> exp.Expr:
         if isinstance(n, (exp.FirstValue, exp.LastValue)):
             pick = "arg_min" if isinstance(n, exp.FirstValue) else "arg_max"
             return exp.Anonymous(this=pick, expressions=[n.this.copy(), exp.column(SEQ_COL, quoted=True)])
@@ -259,7 +259,7 @@ class ArrowPlan:
 
 
 def arrow_plan(
-    select: exp.Select, keys: list[exp.Expression], units: list[exp.Expression], x_schema: pa.Schema
+    select: exp.Select, keys: list[exp.Expr], units: list[exp.Expr], x_schema: pa.Schema
 ) -> ArrowPlan | None:
     """An ``ArrowPlan`` for this grouped query, or None when it needs DuckDB."""
     if select.args.get("where") is not None:
@@ -270,7 +270,7 @@ def arrow_plan(
         if not isinstance(key, exp.Column) or key.name.lower() not in lookup:
             return None
         key_cols.append(lookup[key.name.lower()].name)
-    seen: dict[str, exp.Expression] = {}
+    seen: dict[str, exp.Expr] = {}
     for unit in units:
         seen.setdefault(_norm(unit), unit)
     partials: list[tuple[str, str, str | None]] = []

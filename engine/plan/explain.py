@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
@@ -61,7 +61,7 @@ def describe(program: Program) -> str:
 
 def render(program: Program) -> Group:
     """The plan as rich renderables: one panel per operator with its SQL highlighted."""
-    parts: list[object] = [Text("sources", style="bold")]
+    parts: list[RenderableType] = [Text("sources", style="bold")]
     for key in program.sources:
         s = program.streams[key]
         cols = ", ".join(f"{f.name} {sql_type_name(f.type)}" for f in s.schema)
@@ -70,7 +70,9 @@ def render(program: Program) -> Group:
         )
         parts.append(Text(f"  {s.name}: {cols}\n{time}"))
     for spec in program.operators:
-        body = [Text(f"{program.streams[spec.input].name} -> {program.streams[spec.output].name}")]
+        body: list[RenderableType] = [
+            Text(f"{program.streams[spec.input].name} -> {program.streams[spec.output].name}")
+        ]
         for label, sql in spec.sql_parts():
             body.append(Text(label, style="dim"))
             body.append(Syntax(sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default"))

@@ -77,8 +77,10 @@ def compile_program(
         raise err.located(path) if path and not err.path else err from None
 
 
-def interval_us(node: exp.Expression, what: str = "interval") -> int:
+def interval_us(node: exp.Expr | None, what: str = "interval") -> int:
     """Microseconds of an ``INTERVAL '5' SECOND``-style literal (negated with a leading ``-``)."""
+    if node is None:
+        raise PlanError(f"{what} is missing")
     if isinstance(node, exp.Neg):
         return -interval_us(node.this, what)
     if isinstance(node, exp.Paren):
@@ -104,7 +106,7 @@ def interval_us(node: exp.Expression, what: str = "interval") -> int:
 
 
 _TEXT = [""]  # the program being planned, for keyword positions (set by _Planner)
-_LEAD_KEYWORD = {
+_LEAD_KEYWORD: dict[type, str] = {
     exp.Interval: "INTERVAL",
     exp.Group: "GROUP",
     exp.Join: "JOIN",
@@ -114,7 +116,7 @@ _LEAD_KEYWORD = {
 }
 
 
-def _err(node: exp.Expression | None, message: str, hint: str | None = None) -> PlanError:
+def _err(node: exp.Expr | None, message: str, hint: str | None = None) -> PlanError:
     line, col = position(node) if node is not None else (None, None)
     if line is None and node is not None and node.parent is not None:
         line, col = position(node.parent)  # e.g. DISTINCT: nothing inside it has a position
@@ -144,7 +146,7 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _sql(node: exp.Expression) -> str:
+def _sql(node: exp.Expr) -> str:
     return node.sql(dialect="duckdb", identify=True)
 
 
@@ -162,7 +164,7 @@ def _duckdb_aggregates() -> frozenset[str]:
     return frozenset(r[0] for r in rows.fetchall())
 
 
-def is_aggregate(node: exp.Expression) -> bool:
+def is_aggregate(node: exp.Expr) -> bool:
     """True for an aggregate call (sqlglot's or one DuckDB knows), not for ``... OVER (...)``."""
     if isinstance(node, exp.AggFunc):
         return not isinstance(node.parent, exp.Window)
@@ -171,9 +173,9 @@ def is_aggregate(node: exp.Expression) -> bool:
     return False
 
 
-def _aggregate_units(nodes: list[exp.Expression]) -> list[exp.Expression]:
+def _aggregate_units(nodes: list[exp.Expr]) -> list[exp.Expr]:
     """Outermost aggregate calls (with their FILTER clause) in ``nodes``, in order."""
-    units: list[exp.Expression] = []
+    units: list[exp.Expr] = []
     for root in nodes:
         for node in root.walk():
             if is_aggregate(node) and not any(is_aggregate(a) for a in _ancestors(node, root)):
@@ -182,7 +184,7 @@ def _aggregate_units(nodes: list[exp.Expression]) -> list[exp.Expression]:
     return units
 
 
-def _ancestors(node: exp.Expression, root: exp.Expression) -> list[exp.Expression]:
+def _ancestors(node: exp.Expr, root: exp.Expr) -> list[exp.Expr]:
     out = []
     cur = node.parent
     while cur is not None and cur is not root.parent:
@@ -220,7 +222,7 @@ class _Planner:
         sources = [k for k in self.streams if k in self.read and k not in self.producers]
         return Program(self.text, self.path, self.streams, self.operators, sources, self.outputs)
 
-    def _statement(self, stmt: exp.Expression) -> None:
+    def _statement(self, stmt: exp.Expr) -> None:
         if isinstance(stmt, exp.Semicolon):  # an empty statement: a comment after the last ';'
             return None
         if isinstance(stmt, exp.Create):
@@ -229,7 +231,8 @@ class _Planner:
                 return self._create_table(stmt)
             if kind == "VIEW":
                 name = stmt.this.name
-                return self._query_into(stmt.expression, name, declare=True, where_node=stmt)
+                self._query_into(stmt.expression, name, declare=True, where_node=stmt)
+                return None
             raise _err(stmt, f"CREATE {kind} is not supported (use CREATE TABLE, CREATE STREAM or CREATE VIEW)")
         if isinstance(stmt, exp.Insert):
             return self._insert(stmt)
@@ -244,7 +247,7 @@ class _Planner:
             raise _err(stmt, f'unknown statement "{word}"', hint="expected CREATE, INSERT INTO or SELECT")
         raise _err(stmt, f"unsupported statement: {stmt.sql()[:40]!r}")
 
-    def _where(self, node: exp.Expression) -> str:
+    def _where(self, node: exp.Expr) -> str:
         line, col = position(node)
         return ":".join(str(p) for p in (self.path, line, col) if p is not None)
 
@@ -388,7 +391,7 @@ class _Planner:
         del options
 
     @staticmethod
-    def _is_changes(query: exp.Expression) -> bool:
+    def _is_changes(query: exp.Expr) -> bool:
         return isinstance(query, Emit) and query.args["kind"] == "CHANGES"
 
     def _add(self, spec: OperatorSpec, out_key: str) -> None:
@@ -406,7 +409,7 @@ class _Planner:
 
     # ------------------------------------------------------------------ queries
     def _query_into(
-        self, query: exp.Expression, name: str, declare: bool, where_node: exp.Expression, scope: _Scope | None = None
+        self, query: exp.Expr, name: str, declare: bool, where_node: exp.Expr, scope: _Scope | None = None
     ) -> str:
         """Plan ``query`` so that its rows land in a new stream called ``name``; return its key."""
         key = name.lower()
@@ -570,7 +573,7 @@ class _Planner:
             )
             raise _err(column, f'unknown column "{column.name}"', hint=hint)
 
-    def _dry(self, sql: str, inputs: dict[str, pa.Schema], node: exp.Expression) -> pa.Schema:
+    def _dry(self, sql: str, inputs: dict[str, pa.Schema], node: exp.Expr) -> pa.Schema:
         """Run ``sql`` on empty tables of ``inputs`` to type-check it; returns the result schema."""
         tables = {n: s.empty_table() for n, s in inputs.items()}
         try:
@@ -653,7 +656,7 @@ class _Planner:
         return name, size, slide, offset
 
     def _expand_sql(
-        self, window: str, size: int, slide: int, offset: int, time_col: str, alias: str, where: exp.Expression | None
+        self, window: str, size: int, slide: int, offset: int, time_col: str, alias: str, where: exp.Expr | None
     ) -> str:
         t = f"epoch_us({_q(time_col)})"
         pm = lambda unit: f"((({t} - {offset}) % {unit}) + {unit}) % {unit}"  # noqa: E731
@@ -681,10 +684,9 @@ class _Planner:
             f"make_timestamp(__ws) AS {WINDOW_START}, make_timestamp(__we) AS {WINDOW_END}, "
             f"make_timestamp(__we - {WINDOW_TIME_LAG_US}) AS {WINDOW_TIME}"
         )
-        if window == "global":
-            sql = f"SELECT * FROM ({inner}) AS {_q(alias)}"
-        else:
-            sql = f"SELECT *, {cols} FROM ({inner}) AS {_q(alias)}"
+        if window == "global":  # no window columns a query can name; NULL ones keep buffer mode uniform
+            cols = ", ".join(f"NULL::TIMESTAMP AS {c}" for c in WINDOW_COLS)
+        sql = f"SELECT *, {cols} FROM ({inner}) AS {_q(alias)}"
         if where is not None:
             sql += f" WHERE {_sql(where)}"
         return sql
@@ -715,13 +717,13 @@ class _Planner:
         return StatelessSpec(step, stream.key, name.lower(), sql=sql), schema
 
     # ------------------------------------------------------------------ aggregation
-    def _group_keys(self, select: exp.Select, window_required: bool) -> list[exp.Expression]:
+    def _group_keys(self, select: exp.Select, window_required: bool) -> list[exp.Expr]:
         group = select.args.get("group")
         items = list(group.expressions) if group is not None else []
         if group is not None and group.args.get("all"):
             items = [e.this if isinstance(e, exp.Alias) else e for e in select.expressions if not _aggregate_units([e])]
         by_alias = {e.alias.lower(): e.this for e in select.expressions if isinstance(e, exp.Alias)}
-        keys: list[exp.Expression] = []
+        keys: list[exp.Expr] = []
         for item in items:
             if isinstance(item, exp.Literal) and item.is_int:
                 index = int(item.name) - 1
@@ -756,7 +758,7 @@ class _Planner:
         step: str,
         name: str,
         emit: str,
-        aggs: list[exp.Expression],
+        aggs: list[exp.Expr],
     ) -> tuple[OperatorSpec, pa.Schema]:
         self._current_cols = {f.name.lower() for f in stream.schema}
         if tvf is not None:
@@ -833,7 +835,7 @@ class _Planner:
         step: str,
         name: str,
         emit: str,
-        aggs: list[exp.Expression],
+        aggs: list[exp.Expr],
     ) -> tuple[OperatorSpec, pa.Schema]:
         self._current_cols = {f.name.lower() for f in stream.schema}
         time_col = self._time_column(tvf, stream)
@@ -883,10 +885,10 @@ class _Planner:
         return spec, _output_schema(out_schema, emit)
 
 
-def _inside(node: exp.Expression, container: exp.Expression | None) -> bool:
+def _inside(node: exp.Expr, container: exp.Expr | None) -> bool:
     if container is None:
         return False
-    cur: exp.Expression | None = node
+    cur: exp.Expr | None = node
     while cur is not None:
         if cur is container:
             return True
@@ -894,7 +896,7 @@ def _inside(node: exp.Expression, container: exp.Expression | None) -> bool:
     return False
 
 
-def _inside_subquery(node: exp.Expression, select: exp.Select) -> bool:
+def _inside_subquery(node: exp.Expr, select: exp.Select) -> bool:
     cur = node.parent
     while cur is not None and cur is not select:
         if isinstance(cur, (exp.Subquery, exp.Select)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -88,8 +88,8 @@ class Runner:
     def __init__(
         self,
         program: Program,
-        sources: dict[str, Source],
-        sinks: dict[str, Sink],
+        sources: Mapping[str, Source],
+        sinks: Mapping[str, Sink],
         error_sink: Sink | None = None,
         options: RunOptions | None = None,
         on_error: Callable[[pa.Table], None] | None = None,

@@ -34,7 +34,7 @@ class WindowTVF(exp.Expression, exp.Func):
     arg_types = {"kind": True, "this": True, "partition_by": False, "timecol": True, "expressions": True}
     PARAMS = {"TUMBLE": ("size",), "HOP": ("slide", "size"), "CUMULATE": ("step", "size"), "SESSION": ("gap",)}
 
-    def param(self, name: str) -> exp.Expression | None:
+    def param(self, name: str) -> exp.Expr | None:
         """The parameter called ``name`` (``size``, ``slide``, ``step``, ``gap``, ``offset``) or None."""
         names = (*self.PARAMS[self.args["kind"]], "offset")
         return dict(zip(names, self.expressions, strict=False)).get(name)
@@ -68,11 +68,11 @@ class Emit(exp.Expression):
     arg_types = {"this": True, "kind": True}
 
 
-def position(node: exp.Expression) -> tuple[int | None, int | None]:
+def position(node: exp.Expr) -> tuple[int | None, int | None]:
     """1-based (line, column) of the first character of ``node`` (the earliest of its parts)."""
     best: tuple[int, int] | None = None
     for sub in node.walk():
-        meta = sub.meta if isinstance(sub, exp.Expression) else {}
+        meta = sub.meta if isinstance(sub, exp.Expr) else {}
         if "line" in meta:
             col = meta["col"]
             if "start" in meta and "end" in meta:
@@ -93,7 +93,7 @@ class Duckstream(DuckDB):
         KEYWORDS = {**DuckDB.Tokenizer.KEYWORDS, "WINDOWED BY": TokenType.GROUP_BY}
         IDENTIFIERS = ['"', "`"]
 
-    class Parser(DuckDB.Parser):
+    class Parser(DuckDB.Parser):  # type: ignore[valid-type,misc]  # sqlglot builds dialect classes dynamically
         FUNC_TOKENS = {*DuckDB.Parser.FUNC_TOKENS, TokenType.SESSION}
         OPERATION_MODIFIERS = {"STREAM"}
         FUNCTIONS = {
@@ -102,7 +102,7 @@ class Duckstream(DuckDB):
         }
         FUNCTION_PARSERS = {
             **DuckDB.Parser.FUNCTION_PARSERS,
-            **{k: (lambda self, k=k: self._parse_window_tvf(k)) for k in WindowTVF.PARAMS},
+            **{k: (lambda self, k=k: self._parse_window_tvf(k)) for k in WindowTVF.PARAMS},  # type: ignore[misc]
             "STEP": lambda self: self._parse_step(),
             "CURSOR": lambda self: self._closed(Cursor(this=self._parse_select())),
         }
@@ -116,18 +116,18 @@ class Duckstream(DuckDB):
             if not ok:
                 self.raise_error(message, token or self._curr)
 
-        def _closed(self, node: exp.Expression) -> exp.Expression:
+        def _closed(self, node: exp.Expr) -> exp.Expr:
             self._expect(self._match(TokenType.R_PAREN, advance=False), "expected ')'")
             return self.expression(node)
 
         def _parse_function_call(self, *args: Any, **kwargs: Any) -> Any:
             token = self._curr
             node = super()._parse_function_call(*args, **kwargs)
-            if isinstance(node, exp.Expression) and "line" not in node.meta and token is not None:
+            if isinstance(node, exp.Expr) and "line" not in node.meta and token is not None:
                 node.update_positions(token)
             return node
 
-        def _parse_window_tvf(self, name: str) -> exp.Expression:
+        def _parse_window_tvf(self, name: str) -> exp.Expr:
             self._expect(self._match(TokenType.TABLE), f"{name} expects TABLE <name> first")
             table, keys = self._parse_table_parts(), None
             if self._match(TokenType.PARTITION_BY):
@@ -148,12 +148,12 @@ class Duckstream(DuckDB):
             node = WindowTVF(kind=name, this=table, partition_by=keys, timecol=timecol, expressions=params)
             return self._closed(node)
 
-        def _parse_step(self) -> exp.Expression:
+        def _parse_step(self) -> exp.Expr:
             this = self._parse_bitwise()
             self._expect(self._match_text_seq("BY"), "expected BY in STEP(<time> BY <interval>)")
             return self._closed(Step(this=this, expression=self._parse_bitwise()))
 
-        def _parse_watermark(self) -> exp.Expression:
+        def _parse_watermark(self) -> exp.Expr:
             token = self._prev
             self._expect(self._match(TokenType.FOR), "expected FOR after WATERMARK")
             this = self._parse_column()
@@ -161,7 +161,7 @@ class Duckstream(DuckDB):
             node = exp.WatermarkColumnConstraint(this=this, expression=self._parse_bitwise())
             return self.expression(node, token=token)
 
-        def _parse_create(self) -> exp.Expression:
+        def _parse_create(self) -> exp.Expr:
             create, index = self._prev, self._index
             replace = self._match_text_seq("OR", "REPLACE")
             if self._match_text_seq("STREAM"):
@@ -176,8 +176,8 @@ class Duckstream(DuckDB):
                 self._expect(self._match(TokenType.ALIAS), "expected AS INSERT INTO ... SELECT after the pump name")
                 start, body = self._curr, self._parse_statement()
                 self._expect(isinstance(body, exp.Insert), "a pump body must be INSERT INTO ... SELECT", start)
-                node = CreatePump(this=name, expression=body, replace=replace, stopped=stopped)
-                return self.expression(node, token=create)
+                pump = CreatePump(this=name, expression=body, replace=replace, stopped=stopped)
+                return self.expression(pump, token=create)
             self._retreat(index)
             return super()._parse_create().update_positions(create)
 
@@ -215,7 +215,7 @@ class Duckstream(DuckDB):
                     stmt = self.expression(Emit(this=stmt, kind=kind), token=token)
             return stmt
 
-    class Generator(DuckDB.Generator):
+    class Generator(DuckDB.Generator):  # type: ignore[valid-type,misc]  # as above
         TRANSFORMS = {
             **DuckDB.Generator.TRANSFORMS,
             WindowTVF: lambda self, e: _window_tvf_sql(self, e),

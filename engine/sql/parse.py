@@ -16,7 +16,7 @@ from engine.sql.dialect import Duckstream
 _TOKEN_LINE = re.compile(r"[Ll]ine (\d+), [Cc]ol(?:umn)?: (\d+)")
 
 
-def parse_program(text: str, path: str | None = None) -> list[exp.Expression]:
+def parse_program(text: str, path: str | None = None) -> list[exp.Expr]:
     """Parse every statement of a program (``;``-separated, comments allowed).
 
     Raises ``SqlError`` with ``path:line:col`` pointing at the first character of the offending
