@@ -16,6 +16,7 @@ from typing import Protocol
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.runtime.duck import run
 from engine.types import ERROR_SCHEMA, MIN_TIME, SEQ_COL, WM_COL, visible
@@ -118,6 +119,15 @@ def run_rows(
             errs.append(err_rows)
     out_table = pa.concat_tables(outs) if outs else None
     return out_table, (pa.concat_tables(errs) if errs else None)
+
+
+def split_missing_time(rows: pa.Table, column: str, *, stream: str, step_id: str) -> tuple[pa.Table, pa.Table | None]:
+    """(rows with an event time, ``missing_time`` error rows for the others)."""
+    if not column or column not in rows.column_names or rows[column].null_count == 0:
+        return rows, None
+    missing = rows.filter(pc.is_null(rows[column]))
+    errors = error_rows(missing, stream=stream, step_id=step_id, reason="missing_time", messages=f"{column} is NULL")
+    return rows.filter(pc.is_valid(rows[column])), errors
 
 
 def with_hidden(table: pa.Table, wm: int, first_seq: int) -> pa.Table:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.operators.base import error_rows, fmt_us, run_rows, with_hidden
+from engine.operators.base import error_rows, fmt_us, run_rows, split_missing_time, with_hidden
 from engine.plan.logical import SessionAggSpec
 from engine.runtime.duck import run
 from engine.types import MAX_TIME, MIN_TIME, WINDOW_END, WINDOW_START, WINDOW_TIME, WM_COL
@@ -69,7 +69,9 @@ class SessionAggOperator:
     def _absorb(self, rows: pa.Table) -> pa.Table | None:
         spec = self.spec
         gap, lateness = spec.gap_us, spec.allowed_lateness_us
+        rows, missing = split_missing_time(rows, spec.time_column, stream=spec.source_stream, step_id=self.step_id)
         x, errs = run_rows(self.con, spec.filter_sql, "__input", rows, stream=spec.source_stream, step_id=self.step_id)
+        errs = _concat(missing, errs)
         if x is None or x.num_rows == 0:
             return errs
         times = x["__t"].to_pylist()
@@ -134,18 +136,20 @@ class SessionAggOperator:
     # ------------------------------------------------------------------ output
     def _emit(self, wm: int) -> pa.Table | None:
         gap, lateness = self.spec.gap_us, self.spec.allowed_lateness_us
-        if self.diffing:
-            closing = {r for r, (f, last, _) in self.bounds.items() if last + gap <= wm and r not in self.fired}
-            wanted = closing | (
-                {r for r in self.touched if r in self.bounds}
-                if self.spec.emit == "changes"
-                else {r for r in self.touched if r in self.fired and r in self.bounds}
-            )
+        self.touched = {self._find(r) for r in self.touched}
+        if self.spec.emit == "changes":  # every session that changed, open or not
+            wanted = {r for r in self.touched if r in self.bounds}
+        elif self.diffing:  # EMIT FINAL with lateness: closed sessions, first firing or changed since
+            wanted = {
+                r
+                for r, (_, last, _) in self.bounds.items()
+                if last + gap <= wm and (r not in self.fired or r in self.touched)
+            }
         else:
-            wanted = {r for r, (f, last, _) in self.bounds.items() if last + gap <= wm}
+            wanted = {r for r, (_, last, _) in self.bounds.items() if last + gap <= wm}
         out = self._compute(wanted) if wanted else None
-        self.fired |= {r for r, (f, last, _) in self.bounds.items() if last + gap <= wm}
-        self.touched = set()
+        self.fired |= {r for r, (_, last, _) in self.bounds.items() if last + gap <= wm}
+        self.touched -= wanted  # what changed in a session that is still open is emitted when it closes
         horizon = wm - lateness if wm != MAX_TIME else MAX_TIME
         evict = {r for r, (f, last, _) in self.bounds.items() if last + gap <= horizon}
         if evict:
@@ -192,6 +196,7 @@ class SessionAggOperator:
         id_cols = [current[c].to_pylist() for c in ids]
         value_cols = [current[c].to_pylist() for c in names]
         rows: list[tuple[str, tuple]] = []
+        deletes: list[tuple[str, tuple]] = []
         seen = set()
         for i in range(current.num_rows):
             ident = tuple(col[i] for col in id_cols)
@@ -207,7 +212,8 @@ class SessionAggOperator:
             if ident not in seen and self._find(ident[sess_pos]) in roots:
                 values = self.emitted.pop(ident)
                 if changes:
-                    rows.append(("delete", values))
+                    deletes.append(("delete", values))
+        rows = deletes + rows  # a grown session's old row is retracted before the new one arrives
         self._schema = current.select(names).schema
         if not rows:
             return None

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.operators.base import error_rows, fmt_us, run_rows, with_hidden
+from engine.operators.base import error_rows, fmt_us, run_rows, split_missing_time, with_hidden
 from engine.plan.logical import WindowAggSpec
 from engine.runtime.duck import run
 from engine.types import MAX_TIME, MIN_TIME, WM_COL
@@ -66,18 +66,10 @@ class WindowAggOperator:
 
     def _absorb(self, rows: pa.Table) -> tuple[pa.Table | None, pa.Table | None]:
         spec, lateness = self.spec, self.spec.allowed_lateness_us
+        rows, errs = split_missing_time(rows, spec.time_column, stream=spec.source_stream, step_id=self.step_id)
+        if rows.num_rows == 0:
+            return None, errs
         if spec.fast_path:
-            errs = None
-            if rows[spec.time_column].null_count:
-                missing = rows.filter(pc.is_null(rows[spec.time_column]))
-                rows = rows.filter(pc.is_valid(rows[spec.time_column]))
-                errs = error_rows(
-                    missing,
-                    stream=spec.source_stream,
-                    step_id=self.step_id,
-                    reason="missing_time",
-                    messages=f"{spec.time_column} is NULL",
-                )
             ts = rows[spec.time_column].cast(pa.int64()).to_numpy(zero_copy_only=False)
             ws = ts - np.mod(ts - spec.offset_us, spec.size_us)
             we = ws + spec.size_us
@@ -101,13 +93,17 @@ class WindowAggOperator:
                 if x is None or x.num_rows == 0:
                     return None, errs
         else:
-            x, errs = run_rows(
+            x, eval_errs = run_rows(
                 self.con, spec.expand_sql, "__input", rows, stream=spec.source_stream, step_id=self.step_id
             )
+            errs = _concat(errs, eval_errs)
             if x is None or x.num_rows == 0:
                 return None, errs
         we_arr = x["__we"].to_numpy(zero_copy_only=False)
-        late = we_arr + lateness <= x[WM_COL].to_numpy(zero_copy_only=False)
+        if spec.window == "global":  # its one window ends at +infinity: nothing is ever late
+            late = np.zeros(x.num_rows, dtype=bool)
+        else:
+            late = we_arr + lateness <= x[WM_COL].to_numpy(zero_copy_only=False)
         if late.any():
             errs = _concat(errs, self._late_errors(x.filter(pa.array(late)), x.filter(pa.array(~late))))
             x = x.filter(pa.array(~late))
@@ -128,7 +124,7 @@ class WindowAggOperator:
         kept_seqs = set(kept["__seq"].to_pylist()) if kept.num_rows else set()
         messages = []
         for i in first:
-            window = f"[{fmt_us(starts[i])}, {fmt_us(ends[i])})" if spec.window != "global" else "the window"
+            window = f"[{fmt_us(starts[i])}, {fmt_us(ends[i])})"
             text = f"late: window {window} closed (watermark {fmt_us(wms[i])})"
             if seqs[i] in kept_seqs:
                 text += "; still counted in its open windows"

@@ -49,7 +49,14 @@ def _sql(node: exp.Expr) -> str:
 
 
 def _norm(node: exp.Expr) -> str:
-    return node.sql(dialect="duckdb").lower()
+    """Comparable text of an expression: ``t.k`` and ``k`` are the same column (one input)."""
+
+    def bare(n: exp.Expr) -> exp.Expr:
+        return exp.column(n.name, quoted=True) if isinstance(n, exp.Column) and n.table else n
+
+    if any(isinstance(c, exp.Column) and c.table for c in node.find_all(exp.Column)):
+        node = node.copy().transform(bare, copy=False)
+    return node.sql(dialect="duckdb").lower().replace('"', "")
 
 
 def _unwrap(unit: exp.Expr) -> tuple[exp.Expr, str]:
@@ -160,13 +167,16 @@ def _lower_partial(
     pre = f'SELECT {", ".join(["__ws", "__we", *key_sql, *partials])} FROM __x AS "{alias}" GROUP BY ALL'
     compact = f"SELECT {', '.join(['__ws', '__we', *key_cols, *merges])} FROM __state GROUP BY ALL"
     items = [_rewrite_item(e, finals, keys, err) for e in select.expressions]
+    aliases = {  # HAVING and ORDER BY may name a SELECT item by its alias
+        e.alias.lower(): _rewrite(e.this, finals, keys, err) for e in select.expressions if isinstance(e, exp.Alias)
+    }
     final = f"SELECT {', '.join([*items, group_cols])} FROM __state GROUP BY {group_cols}"
     having = select.args.get("having")
     if having is not None:
-        final += f" HAVING {_rewrite(having.this, finals, keys, err)}"
+        final += f" HAVING {_rewrite(having.this, finals, keys, err, aliases)}"
     order = select.args.get("order")
     if order is not None:
-        final += " ORDER BY " + ", ".join(_rewrite(o, finals, keys, err) for o in order.expressions)
+        final += " ORDER BY " + ", ".join(_rewrite(o, finals, keys, err, aliases) for o in order.expressions)
     return Lowered("partial", pre, final, compact)
 
 
@@ -184,11 +194,20 @@ def _rewrite_item(item: exp.Expr, finals: dict[str, str], keys: list[exp.Expr], 
     return f'{_rewrite(body, finals, keys, err)} AS "{name.replace(chr(34), chr(34) * 2)}"'
 
 
-def _rewrite(node: exp.Expr, finals: dict[str, str], keys: list[exp.Expr], err: ErrFactory) -> str:
+def _rewrite(
+    node: exp.Expr,
+    finals: dict[str, str],
+    keys: list[exp.Expr],
+    err: ErrFactory,
+    aliases: dict[str, str] | None = None,
+) -> str:
     key_norms = {_norm(k): f"__k{i}" for i, k in enumerate(keys)}
 
     def swap(n: exp.Expr) -> exp.Expr:
         norm = _norm(n)
+        if aliases and isinstance(n, exp.Column) and not n.table and n.name.lower() in aliases:
+            if norm not in finals and norm not in key_norms:
+                return exp.paren(parse_one(aliases[n.name.lower()], read="duckdb"), copy=False)
         if norm in finals:
             return parse_one(finals[norm], read="duckdb")
         if norm in key_norms:

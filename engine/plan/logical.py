@@ -58,9 +58,16 @@ class OperatorSpec:
 
 @dataclass(frozen=True)
 class StatelessSpec(OperatorSpec):
-    """Filter/project row by row: ``sql`` runs over each batch registered as ``__input``."""
+    """Filter/project row by row: ``sql`` runs over each batch registered as ``__input``.
+
+    With ``retime_column`` (an INSERT target declared with its own WATERMARK), the output's
+    watermarks are computed afresh from that column and delay, as if the rows had been written
+    to a stream and read back.
+    """
 
     sql: str = ""
+    retime_column: str | None = None
+    retime_delay_us: int = 0
 
     def sql_parts(self) -> list[tuple[str, str]]:
         return [("per batch", self.sql)]

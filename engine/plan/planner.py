@@ -207,6 +207,11 @@ class _Planner:
         self.con = connect()
         self.results = 0
         self.step_names: set[str] = set()
+        # per derived stream, one dict per producer: output column (lower) -> (input key, input column)
+        self.lineage: dict[str, list[dict[str, tuple[str, str]]]] = {}
+        self.changelog: set[str] = set()  # streams whose rows are changes (EMIT CHANGES, corrections)
+        self.origin: dict[str, str] = {}  # derived stream key -> name of the source its rows come from
+        self.retimed: set[str] = set()  # INSERT targets with their own WATERMARK: time starts again there
 
     # ------------------------------------------------------------------ statements
     def plan(self) -> Program:
@@ -369,7 +374,14 @@ class _Planner:
             sql = f"SELECT {', '.join(items)}, {HIDDEN} FROM __input"
             step = self._step_id(f"{name}/cast")
             schema = self._dry(sql, {"__input": self._input_schema(produced)}, stmt)
-            self._add(StatelessSpec(step, tmp_key, key, sql=sql), key)
+            spec = StatelessSpec(step, tmp_key, key, sql=sql)
+            if declared.time_column is not None:  # the table's own WATERMARK decides lateness downstream
+                spec = replace(spec, retime_column=declared.time_column, retime_delay_us=declared.delay_us)
+                self.retimed.add(key)
+            self.lineage.setdefault(key, []).append(
+                {dst.name.lower(): (tmp_key, src.name) for src, dst in zip(data, targets)}
+            )
+            self._add(spec, key)
             options, where = declared.options, declared.where
             self.streams[key] = replace(declared, schema=_visible_schema(schema), derived=True)
         else:
@@ -383,6 +395,7 @@ class _Planner:
             else:
                 self.streams[key] = replace(declared, schema=_visible_schema(produced.schema), derived=True)
             sql = "SELECT * FROM __input"
+            self.lineage.setdefault(key, []).append({f.name.lower(): (tmp_key, f.name) for f in produced.schema})
             self._add(StatelessSpec(self._step_id(f"{name}/insert"), tmp_key, key, sql=sql), key)
             where = self._where(stmt)
             options = declared.options if declared else {}
@@ -395,9 +408,41 @@ class _Planner:
         return isinstance(query, Emit) and query.args["kind"] == "CHANGES"
 
     def _add(self, spec: OperatorSpec, out_key: str) -> None:
+        self.origin.setdefault(out_key, self._origin(spec.input))
+        if spec.input in self.changelog and isinstance(spec, StatelessSpec):
+            self.changelog.add(out_key)
         self.operators.append(spec)
         self.producers[out_key] = self.producers.get(out_key, 0) + 1
         self.read.add(spec.input)
+
+    def _origin(self, key: str) -> str:
+        """The name of the source stream whose rows (and ``__seq`` positions) ``key`` carries."""
+        return self.origin.get(key, self.streams[key].name)
+
+    def _lineage_add(self, out_key: str, select: exp.Select, stream: StreamDef) -> None:
+        """Record which output columns of a row-by-row query are input columns passed through."""
+        mapping: dict[str, tuple[str, str]] = {}
+        for item in select.expressions:
+            body = item.this if isinstance(item, exp.Alias) else item
+            if isinstance(body, exp.Star) or (isinstance(body, exp.Column) and isinstance(body.this, exp.Star)):
+                mapping.update({f.name.lower(): (stream.key, f.name) for f in stream.schema})
+            elif isinstance(body, exp.Column):
+                src = next((f.name for f in stream.schema if f.name.lower() == body.name.lower()), None)
+                if src is not None:
+                    out = item.alias if isinstance(item, exp.Alias) else body.name
+                    mapping[out.lower()] = (stream.key, src)
+        self.lineage.setdefault(out_key, []).append(mapping)
+
+    def _roots(self, key: str, col: str) -> list[tuple[str, str]]:
+        """The (stream, column) pairs at the streams with their own time that ``key.col`` comes from."""
+        if key not in self.lineage or key in self.retimed:
+            return [(key, col)]
+        out: list[tuple[str, str]] = []
+        for mapping in self.lineage[key]:
+            hit = mapping.get(col.lower())
+            if hit is not None:
+                out += self._roots(*hit)
+        return out
 
     def _step_id(self, base: str) -> str:
         step, n = base, 1
@@ -526,6 +571,13 @@ class _Planner:
         self._check_columns(select, cols, window_cols, alias, stream)
         aggs = _aggregate_units(list(select.expressions) + [select.args.get("having") or exp.Null()])
         grouped = bool(select.args.get("group")) or bool(aggs)
+        if (grouped or tvf is not None) and stream.key in self.changelog:
+            raise _err(
+                tvf.this if tvf is not None else source,
+                f"{stream.name} is a changelog (EMIT CHANGES or allowed-lateness corrections): "
+                "aggregating or windowing it again is not supported yet",
+                hint="window the source stream directly, or emit FINAL rows without allowed lateness",
+            )
         step = self._step_id(f"{name}/{(tvf.args['kind'].lower() if tvf else ('aggregate' if grouped else 'select'))}")
         if tvf is None and not grouped:
             return self._stateless(select, stream, alias, step, name)
@@ -607,6 +659,7 @@ class _Planner:
         else:
             sql = _sql(body)
         schema = self._dry(sql, {"__input": self._input_schema(stream)}, select)
+        self._lineage_add(name.lower(), select, stream)
         return StatelessSpec(step, stream.key, name.lower(), sql=sql), schema
 
     def _time_column(self, tvf: WindowTVF, stream: StreamDef) -> str:
@@ -622,15 +675,18 @@ class _Planner:
             raise _err(
                 tvf.args["timecol"], f"DESCRIPTOR({col}) must name a TIMESTAMP column, not {sql_type_name(field_.type)}"
             )
-        if stream.time_column is None and not stream.derived:
-            # A stream without WATERMARK: its descriptor column becomes the time attribute with no delay.
-            self.streams[stream.key] = replace(stream, time_column=field_.name, delay_us=0)
-        elif stream.time_column is not None and stream.time_column.lower() != col.lower():
-            raise _err(
-                tvf.args["timecol"],
-                f"DESCRIPTOR({col}) is not the time attribute of {stream.name}",
-                hint=f"its watermark is declared on {stream.time_column}",
-            )
+        for root_key, root_col in self._roots(stream.key, field_.name):
+            root = self.streams[root_key]
+            if root.time_column is None and not root.derived:
+                # A stream without WATERMARK: the descriptor column becomes its time attribute, no delay.
+                self.streams[root_key] = replace(root, time_column=root_col, delay_us=0)
+            elif root.time_column is not None and root.time_column.lower() != root_col.lower():
+                via = f" (through {stream.name})" if root_key != stream.key else ""
+                raise _err(
+                    tvf.args["timecol"],
+                    f"DESCRIPTOR({col}) is not the time attribute of {root.name}{via}",
+                    hint=f"its watermark is declared on {root.time_column}",
+                )
         return field_.name
 
     def _window_params(self, tvf: WindowTVF) -> tuple[str, int, int, int]:
@@ -714,6 +770,7 @@ class _Planner:
             outer = _append_hidden(body)
         sql = f"WITH __x AS ({expanded}) {outer}"
         schema = self._dry(sql, {"__input": self._input_schema(stream)}, select)
+        self._lineage_add(name.lower(), select, stream)
         return StatelessSpec(step, stream.key, name.lower(), sql=sql), schema
 
     # ------------------------------------------------------------------ aggregation
@@ -814,8 +871,10 @@ class _Planner:
             emit=emit,
             allowed_lateness_us=lateness,
             n_keys=len(keys),
-            source_stream=stream.name,
+            source_stream=self._origin(stream.key),
         )
+        if emit == "changes" or lateness:
+            self.changelog.add(name.lower())
         return spec, _output_schema(out_schema, emit)
 
     def _lateness(self, stream: StreamDef) -> int:
@@ -880,8 +939,10 @@ class _Planner:
             emit=emit,
             allowed_lateness_us=self._lateness(stream),
             n_keys=len(keys),
-            source_stream=stream.name,
+            source_stream=self._origin(stream.key),
         )
+        if emit == "changes" or spec.allowed_lateness_us:
+            self.changelog.add(name.lower())
         return spec, _output_schema(out_schema, emit)
 
 
