@@ -405,7 +405,9 @@ class _Planner:
 
     @staticmethod
     def _is_changes(query: exp.Expr) -> bool:
-        return isinstance(query, Emit) and query.args["kind"] == "CHANGES"
+        if isinstance(query, Emit):
+            return bool(query.args["kind"] == "CHANGES")
+        return query.meta.get("emit") == "CHANGES"
 
     def _add(self, spec: OperatorSpec, out_key: str) -> None:
         self.origin.setdefault(out_key, self._origin(spec.input))
@@ -465,6 +467,8 @@ class _Planner:
         if isinstance(query, Emit):
             emit = query.args["kind"].lower()
             query = query.this
+        elif query.meta.get("emit"):
+            emit = str(query.meta["emit"]).lower()
         scope = _Scope(dict(scope.ctes) if scope else {})
         with_ = query.args.get("with_") or query.args.get("with")
         if with_ is not None:

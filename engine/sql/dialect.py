@@ -199,6 +199,13 @@ class Duckstream(DuckDB):
             words = [t.text.upper() if t else "" for t in (self._curr, self._next)]
             return words[0] == "EMIT" and words[1] in ("CHANGES", "FINAL")
 
+        def _parse_query_modifiers(self, this: Any) -> Any:
+            this = super()._parse_query_modifiers(this)
+            if isinstance(this, exp.Query) and self._at_emit():  # e.g. inside CREATE VIEW ... AS
+                self._advance(2)
+                this.meta["emit"] = self._prev.text.upper()
+            return this
+
         def _parse_table_alias(self, alias_tokens: Any = None) -> Any:
             return None if self._at_emit() else super()._parse_table_alias(alias_tokens)
 
