@@ -120,6 +120,9 @@ class Runner:
                     self._idle_advance()
                     self.options.sleep(self.options.batch_interval_s)
             self._commit()
+        except KeyboardInterrupt:
+            self._commit()  # Ctrl-C: what was delivered stays delivered (no final flush of open windows)
+            raise
         finally:
             for item in self.inputs:
                 item.source.close()

@@ -193,3 +193,29 @@ def test_console_script_entry_point_runs_demo(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = _jsonl(proc.stdout)
     assert rows and {"window_start", "ticker", "trades", "vwap"} <= set(rows[0])
+
+
+def test_connectors_declared_in_the_program(tmp_path: Path) -> None:
+    _, data = _files(tmp_path)
+    out = tmp_path / "late_or_not.csv"
+    sql = tmp_path / "with.sql"
+    sql.write_text(
+        f"""
+        CREATE TABLE readings (ts TIMESTAMP, device VARCHAR, temp INT,
+                               WATERMARK FOR ts AS ts - INTERVAL '30' SECOND)
+          WITH ('connector' = 'file', 'path' = '{data}', 'allowed-lateness' = '2m');
+        CREATE TABLE hot (device VARCHAR, window_start TIMESTAMP, total BIGINT)
+          WITH ('connector' = 'file', 'path' = '{out}', 'format' = 'csv');
+        INSERT INTO hot
+        SELECT device, window_start, SUM(temp)
+        FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+        GROUP BY device, window_start, window_end;
+        """
+    )
+    result = CliRunner().invoke(app, ["run", str(sql)])
+    assert result.exit_code == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "device,window_start,total"
+    # the table's allowed lateness lets the late 99 count in the first window (the latest row wins)
+    latest = {line.rsplit(",", 1)[0]: line.rsplit(",", 1)[1] for line in lines[1:]}
+    assert latest == {"a,2024-05-01T10:00:00Z": "141", "a,2024-05-01T10:02:00Z": "30"}
