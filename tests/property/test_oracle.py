@@ -156,3 +156,50 @@ def test_out_of_order_input_equals_batch_query_with_lateness(
         got = list(last.values())
     want = oracle(rows, name, size * SEC, slide * SEC, delay * SEC, lateness * SEC)
     _same(got, want, distinct)
+
+
+SESSION_SQL = """
+CREATE TABLE t (ts TIMESTAMP, device VARCHAR, temp BIGINT, WATERMARK FOR ts AS ts - INTERVAL '{delay}' SECOND);
+SELECT device, window_start, window_end, COUNT(*) AS n, SUM(temp) AS s, MAX(temp) AS hi
+FROM TABLE(SESSION(TABLE t PARTITION BY device, DESCRIPTOR(ts), INTERVAL '{gap}' SECOND))
+GROUP BY device, window_start, window_end
+"""
+# Gaps and islands: a row starts a new session when it is more than `gap` after the previous row
+# of its key (rows exactly `gap` apart touch, and touching sessions merge).
+SESSION_ORACLE = """
+WITH marked AS (
+  SELECT *, CASE WHEN ts - LAG(ts) OVER w > {gap} THEN 1 ELSE 0 END AS new_session
+  FROM x WINDOW w AS (PARTITION BY device ORDER BY ts)
+), numbered AS (
+  SELECT *, SUM(new_session) OVER (PARTITION BY device ORDER BY ts ROWS UNBOUNDED PRECEDING) AS sid FROM marked
+)
+SELECT device, make_timestamp(MIN(ts)) AS window_start, make_timestamp(MAX(ts) + {gap}) AS window_end,
+       COUNT(*) AS n, CAST(SUM(temp) AS BIGINT) AS s, MAX(temp) AS hi
+FROM numbered GROUP BY device, sid
+"""
+
+
+@given(
+    rows=rows_strategy,
+    cuts=st.sets(st.integers(0, 120), max_size=8),
+    gap=st.sampled_from([5, 20, 45]),
+    shuffle=st.booleans(),
+)
+def test_sessions_equal_gaps_and_islands(rows: list[dict], cuts: set[int], gap: int, shuffle: bool) -> None:
+    """Out of order input too, with a watermark delay longer than the input: nothing is late."""
+    if not shuffle:
+        rows = sorted(rows, key=lambda r: r["ts"])
+    payload = [{**r, "ts": (EPOCH + dt.timedelta(seconds=r["ts"])).isoformat() + "Z"} for r in rows]
+    bounds = [0, *sorted(c for c in cuts if 0 < c < len(rows)), len(rows)]
+    got = run_sql(
+        SESSION_SQL.format(delay=1000, gap=gap), inputs={"t": [payload[a:b] for a, b in zip(bounds, bounds[1:])]}
+    )
+    table = pa.Table.from_pylist(
+        [{"ts": r["ts"] * SEC, "device": r["device"], "temp": r["temp"]} for r in rows],
+        schema=pa.schema([("ts", pa.int64()), ("device", pa.string()), ("temp", pa.int64())]),
+    )
+    con = duckdb.connect()
+    con.register("x", table)
+    want = con.sql(SESSION_ORACLE.format(gap=gap * SEC)).to_arrow_table().to_pylist()
+    key = lambda r: (str(r["device"]), r["window_start"])  # noqa: E731
+    assert sorted(got, key=key) == sorted(want, key=key)
