@@ -264,6 +264,13 @@ def run(
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first bad record instead of routing it to the error stream.")
     ] = False,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option("--checkpoint-dir", help="Save offsets and state here, and resume from the last checkpoint."),
+    ] = None,
+    checkpoint_interval: Annotated[
+        str, typer.Option("--checkpoint-interval", help="How often to checkpoint (with --checkpoint-dir).")
+    ] = "10s",
     max_record_size: Annotated[
         str, typer.Option("--max-record-size", help="Largest accepted record (bytes, or 512KiB, 1MiB).")
     ] = "1MiB",
@@ -292,7 +299,13 @@ def run(
             strict=strict,
             max_record_bytes=_size(max_record_size),
         )
-        stats = Runner(prog, bound_sources, bound_sinks, error_sink, options).run()
+        store = None
+        if checkpoint_dir is not None:
+            from engine.runtime.checkpoint import CheckpointStore, program_fingerprint
+
+            options.checkpoint_interval_s = (_duration(checkpoint_interval, "--checkpoint-interval") or 0) / 1e6
+            store = CheckpointStore(checkpoint_dir, program_fingerprint(prog.text))
+        stats = Runner(prog, bound_sources, bound_sinks, error_sink, options, checkpoints=store).run()
         _summary(stats)
 
     _guard(debug, body)

@@ -163,23 +163,39 @@ def _options(case: Case) -> tuple[PlanOptions, RunOptions]:
     return PlanOptions(allowed_lateness_us=lateness_us), run
 
 
-def run_case(case: Case, splits: dict[str, list[list[bytes]]] | None = None) -> Outcome:
-    """Run the case's program over ``splits`` (default: the file's own batches)."""
+def run_case(
+    case: Case, splits: dict[str, list[list[bytes]]] | None = None, restore_after: int | None = None
+) -> Outcome:
+    """Run the case's program over ``splits`` (default: the file's own batches).
+
+    With ``restore_after`` = k, the run stops after k batches right after a checkpoint, and a new
+    run of the same program resumes from that checkpoint; the outcome is what both committed.
+    """
+    import tempfile
+
     from engine.formats.encode import to_json_lines
     from engine.testing import run_program
 
     plan_opts, run_opts = _options(case)
     program = compile_program(case.sql, case.path, None, plan_opts)
     inputs = splits if splits is not None else case.inputs
-    sinks, errors, _ = run_program(program, inputs, run_opts)
-    outputs = {}
-    for name, sink in sinks.items():
-        rows: list[dict[str, Any]] = []
-        for table in sink.committed:
-            rows += [json.loads(line) for line in to_json_lines(table).splitlines() if line.strip()]
-        outputs[name] = rows
+    runs = []
+    if restore_after is None:
+        runs.append(run_program(program, inputs, run_opts))
+    else:
+        with tempfile.TemporaryDirectory() as where:
+            first = RunOptions(**{**run_opts.__dict__, "stop_after_batches": restore_after})
+            runs.append(run_program(program, inputs, first, checkpoint_dir=where))
+            again = compile_program(case.sql, case.path, None, plan_opts)  # a new process would re-plan
+            runs.append(run_program(again, inputs, run_opts, checkpoint_dir=where))
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    for sinks, _, _ in runs:
+        for name, sink in sinks.items():
+            rows = outputs.setdefault(name, [])
+            for table in sink.committed:
+                rows += [json.loads(line) for line in to_json_lines(table).splitlines() if line.strip()]
     err_rows: list[dict[str, Any]] = []
-    for table in errors.committed:
+    for table in (t for _, errors, _ in runs for t in errors.committed):
         table = table.drop_columns(["detected_at"])
         for row in table.to_pylist():
             payload = row.get("payload")
@@ -318,6 +334,14 @@ def check_case(case: Case, seed: int = 0) -> list[str]:
     problems = [f"own split: {p}" for p in check_outcome(case, run_case(case), own_split=True)]
     for label, split in splits_for(case, seed):
         problems += [f"{label}: {p}" for p in check_outcome(case, run_case(case, split), own_split=False)]
+    batches = sum(len(b) for b in case.inputs.values())
+    if batches > 1 or any(len(b) > 1 for bs in case.inputs.values() for b in bs):
+        # checkpoint after some batches of a row-by-row run, "crash", restore, finish
+        rows = {n: [[r] for b in bs for r in b] for n, bs in case.inputs.items()}
+        total = sum(len(v) for v in rows.values())
+        at = random.Random(seed).randint(1, max(1, total - 1))
+        outcome = run_case(case, rows, restore_after=at)
+        problems += [f"restored after {at} batches: {p}" for p in check_outcome(case, outcome, own_split=False)]
     return problems
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from engine.plan.logical import Program
 from engine.plan.planner import PlanOptions, compile_program
+from engine.runtime.checkpoint import CheckpointStore, program_fingerprint
 from engine.runtime.loop import Runner, RunOptions, RunStats
 from engine.types import RAW_SCHEMA, Epoch, Offsets
 
@@ -134,8 +135,14 @@ def run_program(
     program: Program,
     inputs: Mapping[str, Sequence[Sequence[Mapping[str, Any] | bytes | str]]],
     options: RunOptions | None = None,
+    checkpoint_dir: str | None = None,
 ) -> tuple[dict[str, ListSink], ListSink, RunStats]:
-    """Run a compiled program over in-memory batches; returns (sinks by output name, errors, stats)."""
+    """Run a compiled program over in-memory batches; returns (sinks by output name, errors, stats).
+
+    With ``checkpoint_dir`` the run resumes from the checkpoint there, if any, and saves its own;
+    with ``options.stop_after_batches`` it stops after that many batches, right after a
+    checkpoint, as a crash would leave it.
+    """
     sources = {}
     for key in program.sources:
         name = program.streams[key].name
@@ -146,7 +153,8 @@ def run_program(
     sinks = {o.stream: ListSink(o.name) for o in program.outputs}
     errors = ListSink("errors")
     opts = options or RunOptions(idle_timeout_us=None, sleep=lambda s: None)
-    stats = Runner(program, sources, sinks, errors, opts).run()
+    store = CheckpointStore(checkpoint_dir, program_fingerprint(program.text)) if checkpoint_dir else None
+    stats = Runner(program, sources, sinks, errors, opts, checkpoints=store).run()
     by_name = {o.name: sinks[o.stream] for o in program.outputs}
     return by_name, errors, stats
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 from connectors.base import Sink, Source
 from engine.errors import RecordError
 from engine.plan.logical import Program
+from engine.runtime.checkpoint import CheckpointStore
 from engine.runtime.pipeline import Pipeline, TickResult
 from engine.types import ERROR_SCHEMA, MAX_TIME, Epoch, visible
 
@@ -35,6 +36,8 @@ class RunOptions:
     max_record_bytes: int = 1 << 20
     commit_interval_s: float = 1.0  # how often sinks make their rows visible
     catchup_factor: int = 16  # while a source has a backlog, batches grow up to this many times batch_rows
+    checkpoint_interval_s: float = 10.0  # with a checkpoint store: how often state is saved
+    stop_after_batches: int | None = None  # tests: checkpoint after this many batches and stop there
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 
@@ -93,6 +96,7 @@ class Runner:
         error_sink: Sink | None = None,
         options: RunOptions | None = None,
         on_error: Callable[[pa.Table], None] | None = None,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
         self.program, self.options = program, options or RunOptions()
         self.pipeline = Pipeline(program)
@@ -101,6 +105,8 @@ class Runner:
         self.stats = RunStats()
         self.epoch = Epoch(1)
         self.last_commit = self.options.clock()
+        self.checkpoints = checkpoints
+        self.last_checkpoint = self.last_commit
 
     def run(self) -> RunStats:
         """Read every source to its end (or forever, for unbounded ones); return the counts."""
@@ -108,10 +114,20 @@ class Runner:
             sink.open(_sink_schema(self.program, key), None)
         if self.error_sink is not None:
             self.error_sink.open(ERROR_SCHEMA, None)
-        for item in self.inputs:
-            item.source.open(None)
+        resume = self.checkpoints.load() if self.checkpoints is not None else None
+        if resume is not None:
+            self._restore(*resume)
+        else:
+            for item in self.inputs:
+                item.source.open(None)
         try:
             while not all(i.done for i in self.inputs):
+                if (
+                    self.options.stop_after_batches is not None
+                    and self.stats.batches >= self.options.stop_after_batches
+                ):
+                    self.checkpoint()
+                    return self.stats
                 got_rows = False
                 for item in self.inputs:
                     if not item.done:
@@ -119,7 +135,7 @@ class Runner:
                 if not got_rows and not all(i.done for i in self.inputs):
                     self._idle_advance()
                     self.options.sleep(self.options.batch_interval_s)
-            self._commit()
+            self.checkpoint()
         except KeyboardInterrupt:
             self._commit()  # Ctrl-C: what was delivered stays delivered (no final flush of open windows)
             raise
@@ -131,6 +147,31 @@ class Runner:
             if self.error_sink is not None:
                 self.error_sink.close()
         return self.stats
+
+    def checkpoint(self) -> None:
+        """Make delivered rows visible, then save offsets and state (between batches)."""
+        self._commit()
+        if self.checkpoints is None:
+            return
+        state = {
+            "epoch": int(self.epoch) - 1,
+            "offsets": {i.key: i.source.offsets() for i in self.inputs},
+            "headers": {i.key: i.decoder.header for i in self.inputs},
+            "done": {i.key: i.done for i in self.inputs},
+            "pipeline": self.pipeline.snapshot(),
+        }
+        self.checkpoints.save(int(self.epoch) - 1, state)
+        self.last_checkpoint = self.options.clock()
+
+    def _restore(self, epoch: int, state: dict) -> None:
+        self.epoch = Epoch(epoch + 1)
+        self.pipeline.restore(state["pipeline"])
+        for item in self.inputs:
+            item.source.open(state["offsets"].get(item.key))
+            header = state["headers"].get(item.key)
+            if header is not None:
+                item.decoder._header = header  # the header record is behind the resume point
+            item.done = False  # polled again: an exhausted source says so at once, and flushing is idempotent
 
     def _poll(self, item: _Input) -> bool:
         batch = item.source.poll(item.request, self.options.batch_interval_s)
@@ -191,7 +232,10 @@ class Runner:
                 if sink is not None and out.num_rows:
                     sink.write(self.epoch, out)
         now = self.options.clock()
-        if now - self.last_commit >= self.options.commit_interval_s:
+        if self.checkpoints is not None and now - self.last_checkpoint >= self.options.checkpoint_interval_s:
+            self.last_commit = now
+            self.checkpoint()
+        elif now - self.last_commit >= self.options.commit_interval_s:
             self.last_commit = now
             self._commit()
 

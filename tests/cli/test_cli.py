@@ -219,3 +219,28 @@ def test_connectors_declared_in_the_program(tmp_path: Path) -> None:
     # the table's allowed lateness lets the late 99 count in the first window (the latest row wins)
     latest = {line.rsplit(",", 1)[0]: line.rsplit(",", 1)[1] for line in lines[1:]}
     assert latest == {"a,2024-05-01T10:00:00Z": "141", "a,2024-05-01T10:02:00Z": "30"}
+
+
+def test_checkpoint_dir_resumes_and_refuses_damage(tmp_path: Path) -> None:
+    sql, data = _files(tmp_path)
+    ckpt = tmp_path / "ckpt"
+    args = [
+        "run",
+        str(sql),
+        "--source",
+        str(data),
+        "--checkpoint-dir",
+        str(ckpt),
+        "--errors",
+        str(tmp_path / "e.jsonl"),
+    ]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.stderr
+    assert len(_jsonl(first.stdout)) == 2 and (ckpt / "MANIFEST.json").exists()
+    again = CliRunner().invoke(app, args)  # everything was read: nothing new to emit
+    assert again.exit_code == 0, again.stderr
+    assert _jsonl(again.stdout) == []
+    blob = ckpt / json.loads((ckpt / "MANIFEST.json").read_text())["file"]
+    blob.write_bytes(blob.read_bytes()[:-3] + b"xyz")
+    damaged = CliRunner().invoke(app, args)
+    assert damaged.exit_code == 2 and "checksum mismatch" in damaged.stderr
