@@ -56,15 +56,34 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    """Where result and error rows go: a file, stdout."""
+    """Where result and error rows go: a file, stdout.
+
+    Exactly-once protocol, driven by the runtime at each checkpoint (between batches):
+
+    1. ``prepare(n)`` makes everything written for epoch ``n`` durable *but invisible* (flushed
+       and fsynced under a staging name) and returns a small JSON-able dict (or None) that the
+       runtime stores in checkpoint ``n``;
+    2. the runtime writes checkpoint ``n`` atomically;
+    3. ``commit(n)`` makes epoch ``n`` visible. It must be idempotent and must also work on a fresh
+       sink object after a crash (given the state from ``prepare``, via ``open``).
+
+    On start, ``open(schema, last_committed, state)`` receives the newest checkpoint's epoch and the
+    dict ``prepare`` returned for it (None on a first start). The sink must then (re)commit that
+    epoch if its commit may not have finished, and remove everything staged for later epochs or
+    written after it, so that readers see exactly the epochs up to ``last_committed``.
+    Output names must be a pure function of (sink, epoch, part), never of the wall clock.
+    """
 
     name: str
 
-    def open(self, schema: pa.Schema, last_committed: Epoch | None) -> None:
-        """Get ready to write rows of ``schema``; ``last_committed`` is the epoch last made visible."""
+    def open(self, schema: pa.Schema, last_committed: Epoch | None, state: dict | None = None) -> None:
+        """Get ready to write rows of ``schema`` (see the class docstring for recovery)."""
 
     def write(self, epoch: Epoch, batch: pa.Table) -> None:
-        """Stage rows for ``epoch``."""
+        """Stage rows for ``epoch``; readers must not see them before ``commit``."""
+
+    def prepare(self, epoch: Epoch) -> dict | None:
+        """Make epoch ``epoch``'s rows durable but invisible; return state for the checkpoint."""
 
     def commit(self, epoch: Epoch) -> None:
         """Make ``epoch`` visible. Committing an epoch twice is a no-op."""
