@@ -5,15 +5,20 @@ SQL, ``WITH ('connector' = 'file', 'path' = 'data.csv', 'format' = 'csv')``.
 
 The format comes from the ``format`` option (``json``/``jsonl``/``ndjson``, ``csv``, ``parquet``)
 or else the file name: ``.jsonl``/``.json``/``.ndjson`` → json, ``.csv`` → csv, ``.tsv`` → csv
-with a tab delimiter, ``.parquet``/``.pq`` → parquet. A further ``.gz`` is read (and written)
-with gzip. CSV options: ``delimiter`` (one character, ``\\t`` for a tab) and ``header``
+with a tab delimiter, ``.parquet``/``.pq`` → parquet. A further ``.gz`` is read with gzip (sinks
+refuse it). CSV options: ``delimiter`` (one character, ``\\t`` for a tab) and ``header``
 (``true``/``false``, default true).
+
+As a sink the file is written exactly once per committed epoch (see ``FileSink``): JSON lines
+and CSV go to the one file named, parquet to a *directory* of ``part-<epoch>.parquet`` files.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal, cast
@@ -262,15 +267,53 @@ def _resume_offset(resume: Offsets | None, key: str, where: str) -> int:
     return int(text)
 
 
-class FileSink:
-    """Rows written to one local file as JSON lines, CSV or parquet (no gzip).
+_STAGING = ".duckstream"
+_STAGED_LINES_RE = re.compile(r"epoch-(\d{10})\.staged")
+_STAGED_PART_RE = re.compile(r"part-(\d{10})\.parquet\.staged")
+_PART_RE = re.compile(r"part-(\d{10})\.parquet")
 
-    ``open`` creates (or truncates) the file, creating parent directories. JSON and CSV rows are
-    appended on ``write`` and made durable on ``commit`` (flush + fsync); ``abort`` cuts the file
-    back to its length at the last commit. Parquet rows are held until ``commit`` and written as
-    one row group; the file is complete (has its footer) only after ``close``. A CSV header, if
-    wanted, is written by ``open``. Committing an epoch twice, or an older one, does nothing.
-    ``close`` drops whatever was written after the last commit.
+
+class FileSink:
+    """Rows written exactly once to local files: JSON lines or CSV (one file), or parquet (a directory).
+
+    The exactly-once protocol of ``connectors.base.Sink``, per format:
+
+    **JSON lines, CSV.** The output is the one file named. Rows of epoch ``n`` go to a staging
+    file in a hidden sibling directory, ``out/.kpis.jsonl.duckstream/epoch-0000000007.staged``,
+    never to the file itself. ``prepare(n)`` fsyncs it and returns ``{"length_before": L,
+    "length_after": L + staged bytes}``, ``L`` being the file's committed length (a CSV header
+    counts). ``commit(n)`` cuts the file back to ``length_before`` (dropping a half-done earlier
+    attempt), appends the staged bytes, fsyncs, then deletes the staged file.
+    **Parquet.** The path is a directory (created if missing) of ``part-<epoch:010d>.parquet``
+    files, one per committed epoch with rows. Rows are staged in memory and in
+    ``<dir>/.duckstream/part-<epoch>.parquet.staged``; ``prepare(n)`` finishes and fsyncs that
+    file and returns ``{"part": "part-….parquet" or None, "rows": k}``; ``commit(n)`` renames it
+    into place. ``pyarrow.parquet.read_table(dir)`` and DuckDB ``read_parquet('dir/*.parquet')``
+    read the result: both skip the hidden ``.duckstream`` directory.
+
+    ``open(schema, None)`` is a fresh start: it truncates the file (writing the CSV header), or
+    deletes the directory's ``part-<10 digits>.parquet`` files (nothing else there), and clears
+    the staging directory. ``open(schema, n, state)`` recovers from checkpoint ``n`` with what
+    ``prepare(n)`` returned: if epoch ``n``'s staged file is still there its commit is redone,
+    else the file is cut back to ``length_after`` (parquet: part files of later epochs are
+    deleted); every staged file of another epoch is deleted. Readers then see exactly epochs
+    ``<= n``. An output shorter than the state demands, or a committed part file gone, is a
+    ``ConnectorError``: something else changed the output.
+
+    Epochs: ``commit`` of an epoch already committed (or older) does nothing; an epoch without
+    rows costs no I/O. ``commit(n)`` without ``prepare(n)`` prepares first (no checkpoint: fine).
+    One epoch with rows is open at a time: rows for another epoch before it is committed or
+    aborted, rows for an epoch already committed or prepared, are a ``ConnectorError`` (after a
+    restart the epochs go on at ``last_committed + 1``). ``abort(n)`` drops epoch n's staged rows.
+    ``close()`` releases handles and deletes rows that were never prepared (no checkpoint can
+    name them); a prepared, uncommitted epoch's staged file stays for recovery. Nothing committed
+    is ever deleted except by a fresh start or a recovery to an older checkpoint.
+
+    Traps: while ``commit`` appends, and after a crash inside it until the restart repairs it, a
+    JSON/CSV reader may see a partial last line (read complete lines only); recovery cuts away
+    anything appended to the file by others after the committed length; two sinks must never
+    share a path; a parquet directory with no committed rows has no files (readers find no
+    schema, and DuckDB's glob finds no files); leave the ``.duckstream`` directories alone.
     """
 
     def __init__(self, name: str, path: str, options: Options) -> None:
@@ -278,7 +321,7 @@ class FileSink:
 
         Args:
             name: the sink name.
-            path: the file to write.
+            path: the file to write (parquet: the directory).
             options: ``format``, and for CSV ``delimiter`` and ``header``.
 
         Raises:
@@ -291,92 +334,461 @@ class FileSink:
         if gzipped:
             raise ConnectorError(f"cannot write gzip files ({path})", where=self.where)
         self.csv_options = _csv_options(path, options) if self.format == "csv" else None
-        self._file: IO[bytes] | None = None
-        self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
-        self._staged: list[pa.Table] = []
-        self._committed_bytes = 0
+        self._ready = False
         self._last_committed: int | None = None
+        self._epoch: int | None = None  # the uncommitted epoch that has staged rows
+        self._prepared_epoch: int | None = None  # the epoch prepare() last returned state for
+        self._prepared_state: dict[str, Any] = {}
+        self._handle: IO[bytes] | None = None  # the staged file being written
+        self._staged_bytes = 0  # JSON/CSV: bytes in the staged file
+        self._committed_length = 0  # JSON/CSV: the final file's committed length
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[pa.Table] = []  # parquet rows not yet in the staged file
+        self._buffered_rows = 0
+        self._staged_rows = 0
 
     @classmethod
     def from_uri(cls, name: str, target: str | None, options: Options) -> FileSink:
         """The registry's factory: ``target`` is the path from the URI, else option ``path``."""
         return cls(name, _path_of(target, options), options)
 
-    def open(self, schema: pa.Schema, last_committed: Epoch | None) -> None:
-        """Create or truncate the file; write the CSV header.
+    # -- names: pure functions of (path, epoch) --------------------------------------------
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where uncommitted rows live: ``.<name>.duckstream/`` beside a JSON/CSV file,
+        ``.duckstream/`` inside a parquet directory."""
+        target = Path(self.path)
+        if self.format == "parquet":
+            return target / _STAGING
+        return target.parent / f".{target.name}{_STAGING}"
+
+    def staged_path(self, epoch: int) -> Path:
+        """The staging file of ``epoch``."""
+        if self.format == "parquet":
+            return self.staging_dir / f"part-{epoch:010d}.parquet.staged"
+        return self.staging_dir / f"epoch-{epoch:010d}.staged"
+
+    def part_path(self, epoch: int) -> Path:
+        """Parquet: the part file of a committed ``epoch``."""
+        return Path(self.path) / f"part-{epoch:010d}.parquet"
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def open(self, schema: pa.Schema, last_committed: Epoch | None, state: dict | None = None) -> None:
+        """Start fresh (``last_committed`` None) or recover to checkpoint ``last_committed``.
+
+        Args:
+            schema: the rows' schema (CSV header, parquet schema).
+            last_committed: the newest checkpoint's epoch, or None on a first start.
+            state: what ``prepare(last_committed)`` returned (required with ``last_committed``).
 
         Raises:
-            ConnectorError: if the file cannot be created.
+            ConnectorError: if the output cannot be created, is the wrong kind (a directory
+                for JSON/CSV, a file for parquet), the state is missing or malformed, or the
+                output no longer matches the state (something else changed it).
         """
         self.close()
         self._schema = schema
-        self._last_committed = last_committed
+        self._reset_epoch()
+        self._prepared_epoch, self._prepared_state = None, {}
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "wb")
+            if last_committed is None:
+                self._start_fresh()
+            else:
+                self._recover(int(last_committed), state)
         except OSError as err:
-            raise ConnectorError(f"cannot create {self.path}: {err.strerror}", where=self.where) from None
-        if self.format == "parquet":
-            self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
-        elif self.csv_options is not None and self.csv_options["header"]:
-            self._file.write(to_csv(schema.empty_table(), header=True, delimiter=self.csv_options["delimiter"]))
-        self._committed_bytes = self._file.tell()
+            raise self._io_error("prepare", err) from None
+        self._last_committed = None if last_committed is None else int(last_committed)
+        self._ready = True
 
     def write(self, epoch: Epoch, batch: pa.Table) -> None:
-        """Append (JSON, CSV) or stage (parquet) rows for ``epoch``.
+        """Stage rows for ``epoch`` (invisible until ``commit``).
 
         Raises:
-            ConnectorError: if the sink is not open.
+            ConnectorError: before ``open``; for an epoch already committed or prepared, or
+                while another epoch with rows is neither committed nor aborted; for parquet
+                rows that do not fit the schema.
         """
-        if self._file is None:
-            raise ConnectorError("write before open", where=self.where)
+        self._check_ready("write")
+        if self._last_committed is not None and epoch <= self._last_committed:
+            raise ConnectorError(
+                f"rows for epoch {epoch}, but epoch {self._last_committed} is already committed",
+                where=self.where,
+                hint="epochs must grow: after a restart go on with last_committed + 1",
+            )
+        if self._epoch is not None and epoch != self._epoch:
+            raise ConnectorError(
+                f"rows for epoch {epoch} while epoch {self._epoch} is neither committed nor aborted",
+                where=self.where,
+            )
+        if epoch == self._prepared_epoch:
+            raise ConnectorError(f"rows for epoch {epoch} after it was prepared", where=self.where)
         if batch.num_rows == 0:
             return
-        if self._writer is not None:
-            self._staged.append(batch)
-        elif self.csv_options is not None:
-            self._file.write(to_csv(batch, header=False, delimiter=self.csv_options["delimiter"]))
-        else:
-            self._file.write(to_json_lines(batch))
+        try:
+            if self.format == "parquet":
+                self._write_parquet(epoch, batch)
+            else:
+                self._write_lines(epoch, batch)
+        except OSError as err:
+            raise self._io_error("stage rows for", err) from None
 
-    def commit(self, epoch: Epoch) -> None:
-        """Make everything written so far durable (flush + fsync).
+    def prepare(self, epoch: Epoch) -> dict | None:
+        """Make ``epoch``'s rows durable but invisible; return the state for checkpoint ``epoch``.
+
+        Returns:
+            JSON/CSV ``{"length_before": int, "length_after": int}``; parquet ``{"part": name
+            or None, "rows": int}``. Preparing the same epoch again returns the same dict.
 
         Raises:
-            ConnectorError: if parquet rows do not fit the schema given to ``open``.
+            ConnectorError: before ``open``; for an epoch already committed, or while an older
+                epoch with rows is still open; if the staged file cannot be written.
         """
-        if self._file is None or (self._last_committed is not None and epoch <= self._last_committed):
+        self._check_ready("prepare")
+        if self._last_committed is not None and epoch <= self._last_committed:
+            raise ConnectorError(f"prepare of epoch {epoch}, which is already committed", where=self.where)
+        if epoch == self._prepared_epoch:
+            return dict(self._prepared_state)
+        self._check_no_older_open(epoch)
+        has_rows = self._epoch == epoch
+        try:
+            state = self._prepare_parts(epoch, has_rows) if self.format == "parquet" else self._prepare_lines(has_rows)
+        except OSError as err:
+            raise self._io_error("prepare rows for", err) from None
+        self._prepared_epoch, self._prepared_state = int(epoch), state
+        return dict(state)
+
+    def commit(self, epoch: Epoch) -> None:
+        """Make ``epoch`` visible. An epoch already committed (or older) is a no-op, and so is,
+        without any I/O, an epoch without rows.
+
+        Raises:
+            ConnectorError: before ``open``; while an older epoch with rows is still open; if
+                the output was changed by something else or cannot be written.
+        """
+        self._check_ready("commit")
+        if self._last_committed is not None and epoch <= self._last_committed:
             return
-        if self._writer is not None and self._staged:
-            assert self._schema is not None
+        self._check_no_older_open(epoch)
+        if self._epoch == epoch:
+            if self._prepared_epoch != epoch:
+                self.prepare(epoch)
+            state = self._prepared_state
             try:
-                table = pa.concat_tables([t.select(self._schema.names).cast(self._schema) for t in self._staged])
-                self._writer.write_table(table)
-            except (pa.ArrowInvalid, KeyError, ValueError) as err:
-                raise ConnectorError(f"cannot write rows to {self.path}: {err}", where=self.where) from None
-            finally:
-                self._staged = []
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._committed_bytes = self._file.tell()
-        self._last_committed = epoch
+                if self.format == "parquet":
+                    os.replace(self.staged_path(epoch), self.part_path(epoch))
+                    _fsync_dir(Path(self.path))
+                else:
+                    self._append_staged(epoch, state["length_before"], state["length_after"])
+                    self._committed_length = state["length_after"]
+            except OSError as err:
+                raise self._io_error("commit rows to", err) from None
+            self._reset_epoch()
+        if self._prepared_epoch is not None and self._prepared_epoch <= epoch:
+            self._prepared_epoch, self._prepared_state = None, {}
+        self._last_committed = int(epoch)
 
     def abort(self, epoch: Epoch) -> None:
-        """Drop what was written since the last commit."""
-        self._staged = []
-        if self._file is not None and self._writer is None:
-            self._file.flush()
-            self._file.truncate(self._committed_bytes)
-            self._file.seek(self._committed_bytes)
+        """Throw away the rows staged for ``epoch`` (prepared or not); nothing else changes."""
+        if self._epoch == epoch:
+            self._drop_staged()
+        if self._prepared_epoch == epoch:
+            self._prepared_epoch, self._prepared_state = None, {}
 
     def close(self) -> None:
-        """Drop uncommitted rows and close the file (the parquet footer is written here)."""
-        if self._file is None:
+        """Release the handles (safe to call twice).
+
+        Committed output is never touched. Staged rows that were never prepared are deleted
+        (no checkpoint can name them); a prepared but uncommitted epoch stays staged, because
+        a checkpoint may name it and the next ``open`` recommits it. The staging directory is
+        removed when empty.
+        """
+        if not self._ready:
             return
-        self.abort(Epoch(0))
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self._file.close()
-        self._file = None
+        if self._epoch is not None and self._prepared_epoch != self._epoch:
+            self._drop_staged()
+        self._release()
+        self._reset_epoch()
+        _remove_if_empty(self.staging_dir)
+        self._ready = False
+
+    # -- fresh start and recovery ----------------------------------------------------------
+
+    def _start_fresh(self) -> None:
+        target = Path(self.path)
+        if self.format == "parquet":
+            self._check_is_dir_or_missing(target)
+            target.mkdir(parents=True, exist_ok=True)
+            for name in os.listdir(target):
+                if _PART_RE.fullmatch(name):
+                    os.unlink(target / name)
+            self._clear_staging()
+            _fsync_dir(target)
+            return
+        if target.is_dir():
+            raise ConnectorError(f"{self.path} is a directory, not a file", where=self.where)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._clear_staging()
+        header = b""
+        if self.csv_options is not None and self.csv_options["header"]:
+            assert self._schema is not None
+            header = to_csv(self._schema.empty_table(), header=True, delimiter=self.csv_options["delimiter"])
+        with open(target, "wb") as out:
+            out.write(header)
+            out.flush()
+            os.fsync(out.fileno())
+        _fsync_dir(target.parent)
+        self._committed_length = len(header)
+
+    def _recover(self, epoch: int, state: dict | None) -> None:
+        if state is None:
+            raise ConnectorError(
+                f"checkpoint {epoch} holds no state for sink {self.name!r} ({self.path})",
+                where=self.where,
+                hint="was the sink added after that checkpoint? start without the checkpoint to rewrite the output",
+            )
+        if self.format == "parquet":
+            self._recover_parts(epoch, state)
+        else:
+            self._recover_lines(epoch, state)
+
+    def _recover_lines(self, epoch: int, state: dict) -> None:
+        before, after = self._lengths(epoch, state)
+        target = Path(self.path)
+        if target.is_dir():
+            raise ConnectorError(f"{self.path} is a directory, not a file", where=self.where)
+        if after > before and self.staged_path(epoch).exists():
+            self._append_staged(epoch, before, after)  # the commit may not have finished: redo it
+        else:
+            size = target.stat().st_size if target.exists() else 0
+            if size < after:
+                raise self._changed(size, after, epoch)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.touch()
+                _fsync_dir(target.parent)
+            elif size > after:
+                with open(target, "r+b") as out:
+                    out.truncate(after)  # rows of epochs after the checkpoint
+                    os.fsync(out.fileno())
+        self._committed_length = after
+        self._clear_staging()
+
+    def _recover_parts(self, epoch: int, state: dict) -> None:
+        part = state.get("part") if isinstance(state, dict) else None
+        if not isinstance(state, dict) or part not in (None, self.part_path(epoch).name):
+            raise ConnectorError(
+                f"the checkpoint state for sink {self.name!r} is not a parquet sink's: {state!r}", where=self.where
+            )
+        target = Path(self.path)
+        self._check_is_dir_or_missing(target)
+        target.mkdir(parents=True, exist_ok=True)
+        staged, final = self.staged_path(epoch), self.part_path(epoch)
+        if part is not None and staged.exists():
+            os.replace(staged, final)  # the commit may not have finished: redo it
+        elif part is not None and not final.exists():
+            raise ConnectorError(
+                f"{final} (epoch {epoch}, committed) is missing: something else changed {self.path}",
+                where=self.where,
+                hint="restore it, or start without the checkpoint to rewrite the output",
+            )
+        for name in os.listdir(target):
+            m = _PART_RE.fullmatch(name)
+            if m and int(m.group(1)) > epoch:
+                os.unlink(target / name)
+        self._clear_staging()
+        _fsync_dir(target)
+
+    def _lengths(self, epoch: int, state: dict) -> tuple[int, int]:
+        before = state.get("length_before") if isinstance(state, dict) else None
+        after = state.get("length_after") if isinstance(state, dict) else None
+        if not (type(before) is int and type(after) is int and 0 <= before <= after):
+            raise ConnectorError(
+                f"the checkpoint state for sink {self.name!r} (epoch {epoch}) is not a file sink's: {state!r}",
+                where=self.where,
+            )
+        return before, after
+
+    def _append_staged(self, epoch: int, before: int, after: int) -> None:
+        """Cut the final file to ``before``, append epoch's staged bytes, fsync, delete them."""
+        staged, target = self.staged_path(epoch), Path(self.path)
+        size = staged.stat().st_size
+        if before + size != after:
+            raise ConnectorError(
+                f"{staged} has {size} bytes but epoch {epoch} staged {after - before}", where=self.where
+            )
+        exists = target.exists()
+        if not exists and before > 0:
+            raise self._changed(0, before, epoch)
+        with open(target, "r+b" if exists else "w+b") as out:
+            current = os.fstat(out.fileno()).st_size
+            if current < before:
+                raise self._changed(current, before, epoch)
+            if current != before:
+                out.truncate(before)  # a half-done earlier attempt
+            out.seek(before)
+            with open(staged, "rb") as rows:
+                shutil.copyfileobj(rows, out, _CHUNK_BYTES)
+            out.flush()
+            os.fsync(out.fileno())
+        if not exists:
+            _fsync_dir(target.parent)
+        staged.unlink()
+
+    def _clear_staging(self) -> None:
+        """Delete every staged file (of any epoch) and the staging directory if it is empty."""
+        directory = self.staging_dir
+        if not directory.is_dir():
+            return
+        pattern = _STAGED_PART_RE if self.format == "parquet" else _STAGED_LINES_RE
+        for name in os.listdir(directory):
+            if pattern.fullmatch(name):
+                os.unlink(directory / name)
+        _remove_if_empty(directory)
+
+    # -- staging ---------------------------------------------------------------------------
+
+    def _ensure_staging_dir(self) -> None:
+        directory = self.staging_dir
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(directory.parent)
+
+    def _write_lines(self, epoch: Epoch, batch: pa.Table) -> None:
+        if self.csv_options is not None:
+            data = to_csv(batch, header=False, delimiter=self.csv_options["delimiter"])
+        else:
+            data = to_json_lines(batch)
+        if self._handle is None:
+            self._ensure_staging_dir()
+            self._handle = open(self.staged_path(epoch), "wb")
+            self._epoch, self._staged_bytes = int(epoch), 0
+        self._handle.write(data)
+        self._staged_bytes += len(data)
+
+    def _write_parquet(self, epoch: Epoch, batch: pa.Table) -> None:
+        assert self._schema is not None
+        try:
+            table = batch.select(self._schema.names).cast(self._schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError, ValueError) as err:
+            raise ConnectorError(f"cannot write rows to {self.path}: {err}", where=self.where) from None
+        self._epoch = int(epoch)
+        self._buffer.append(table)
+        self._buffered_rows += table.num_rows
+        if self._buffered_rows >= _PARQUET_BATCH_ROWS:
+            self._flush_parquet()
+
+    def _flush_parquet(self) -> None:
+        """Buffered rows into the staged file, as one row group."""
+        if not self._buffer:
+            return
+        assert self._epoch is not None and self._schema is not None
+        if self._writer is None:
+            self._ensure_staging_dir()
+            self._handle = open(self.staged_path(self._epoch), "wb")
+            self._writer = pq.ParquetWriter(self._handle, self._schema, compression="zstd")
+        table = pa.concat_tables(self._buffer)
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        self._staged_rows += table.num_rows
+        self._buffer, self._buffered_rows = [], 0
+
+    def _prepare_lines(self, has_rows: bool) -> dict[str, Any]:
+        length = self._committed_length
+        if not has_rows:
+            return {"length_before": length, "length_after": length}
+        assert self._handle is not None
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        self._handle = None
+        _fsync_dir(self.staging_dir)
+        return {"length_before": length, "length_after": length + self._staged_bytes}
+
+    def _prepare_parts(self, epoch: Epoch, has_rows: bool) -> dict[str, Any]:
+        if not has_rows:
+            return {"part": None, "rows": 0}
+        self._flush_parquet()
+        assert self._writer is not None and self._handle is not None
+        self._writer.close()  # the footer; the handle stays open
+        self._writer = None
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        self._handle = None
+        _fsync_dir(self.staging_dir)
+        return {"part": self.part_path(epoch).name, "rows": self._staged_rows}
+
+    def _drop_staged(self) -> None:
+        epoch = self._epoch
+        self._release()
+        if epoch is not None:
+            self.staged_path(epoch).unlink(missing_ok=True)
+        self._reset_epoch()
+
+    def _release(self) -> None:
+        writer, handle = self._writer, self._handle
+        self._writer, self._handle = None, None
+        try:
+            if writer is not None:
+                writer.close()
+        except (OSError, pa.ArrowException):
+            pass  # the staged file is dropped or recovered anyway
+        finally:
+            if handle is not None:
+                handle.close()
+
+    def _reset_epoch(self) -> None:
+        self._epoch = None
+        self._staged_bytes = self._staged_rows = self._buffered_rows = 0
+        self._buffer = []
+
+    # -- checks and messages ---------------------------------------------------------------
+
+    def _check_ready(self, what: str) -> None:
+        if not self._ready:
+            raise ConnectorError(f"{what} before open", where=self.where)
+
+    def _check_no_older_open(self, epoch: Epoch) -> None:
+        if self._epoch is not None and self._epoch < epoch:
+            raise ConnectorError(
+                f"epoch {self._epoch} has staged rows but was neither committed nor aborted before epoch {epoch}",
+                where=self.where,
+            )
+
+    def _check_is_dir_or_missing(self, target: Path) -> None:
+        if target.exists() and not target.is_dir():
+            raise ConnectorError(
+                f"{self.path} is a file; a parquet sink writes a directory of part files",
+                where=self.where,
+                hint="remove the file or name a directory",
+            )
+
+    def _changed(self, size: int, wanted: int, epoch: int) -> ConnectorError:
+        return ConnectorError(
+            f"{self.path} has {size} bytes but committed epoch {epoch} left {wanted}: something else changed it",
+            where=self.where,
+            hint="restore the file, or start without the checkpoint to rewrite it",
+        )
+
+    def _io_error(self, doing: str, err: OSError) -> ConnectorError:
+        return ConnectorError(f"cannot {doing} {self.path}: {err.strerror or err}", where=self.where)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a directory's entries (files created, renamed, deleted) durable; POSIX only."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_if_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:
+        pass  # missing, or not empty (a prepared epoch waits for recovery)
