@@ -145,8 +145,14 @@ class StdoutSink:
     with up to 6 decimals, numbers right-aligned, NULL dimmed, at most ``max-rows`` rows per
     batch); ``json`` writes JSON lines; ``csv`` writes CSV with one header at the top. Without
     ``format``, a terminal gets ``table`` and anything else ``json``. Output is flushed on
-    every write, so readers see rows as soon as they exist (stdout cannot take rows back, so
-    ``abort`` does nothing).
+    every write, so readers see rows as soon as they exist.
+
+    Delivery is *at-least-once* across crashes, not exactly-once: stdout cannot take rows back,
+    so rows are printed at ``write`` time, before their epoch is prepared or committed. After a
+    crash, the rows of the epochs after the last checkpoint are printed again by the replay
+    (and ``abort`` cannot unprint them). ``prepare`` only flushes and returns None (nothing to
+    recover); ``commit`` flushes; ``open`` on recovery does nothing special (a CSV header is
+    printed again, as the restarted process has a new stdout).
     """
 
     def __init__(self, name: str, options: Options, stream: IO[str] | None = None) -> None:
@@ -181,8 +187,11 @@ class StdoutSink:
         """The registry's factory (``-`` has no target)."""
         return cls(name, options)
 
-    def open(self, schema: pa.Schema, last_committed: Epoch | None) -> None:
-        """Pick the output mode (a terminal gets tables); write a CSV header."""
+    def open(self, schema: pa.Schema, last_committed: Epoch | None, state: dict | None = None) -> None:
+        """Pick the output mode (a terminal gets tables); write a CSV header.
+
+        ``last_committed`` and ``state`` are ignored: printed rows cannot be recovered.
+        """
         self._out = self._given if self._given is not None else sys.stdout
         if self.mode == "auto":
             isatty = getattr(self._out, "isatty", None)
@@ -238,6 +247,15 @@ class StdoutSink:
         if batch.num_rows > shown.num_rows:
             table.caption = f"… and {batch.num_rows - shown.num_rows} more rows (use ?format=json for all)"
         return table
+
+    def prepare(self, epoch: Epoch) -> dict | None:
+        """Flush stdout; no state to keep (rows were printed at ``write``).
+
+        Returns:
+            None.
+        """
+        self.commit(epoch)
+        return None
 
     def commit(self, epoch: Epoch) -> None:
         """Flush stdout."""

@@ -112,3 +112,18 @@ def test_stdout_table_on_a_terminal() -> None:
 def test_stdout_rejects_unknown_format() -> None:
     with pytest.raises(Exception, match="'xml' is not one of"):
         open_sink("-?format=xml", "out")
+
+
+def test_stdout_prints_at_write_and_prepare_keeps_no_state() -> None:
+    out = io.StringIO()
+    sink = StdoutSink("out", Options({"format": "json"}, "-"), stream=out)
+    sink.open(TABLE.schema, Epoch(4), None)  # a recovery is just a start: nothing to repair
+    sink.write(Epoch(5), TABLE.slice(0, 1))
+    assert len(out.getvalue().splitlines()) == 1  # at once: stdout is at-least-once across crashes
+    assert sink.prepare(Epoch(5)) is None
+    sink.commit(Epoch(5))
+    sink.commit(Epoch(5))
+    sink.commit(Epoch(6))  # an empty epoch
+    sink.abort(Epoch(7))
+    sink.close()
+    assert len(out.getvalue().splitlines()) == 1
