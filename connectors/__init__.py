@@ -12,7 +12,12 @@ URI                                    WITH (...)
 
 Options go in the URI query (``data.csv?header=false&delimiter=;``) or the ``WITH`` clause; every
 connector takes the ones it knows and any other is an error naming it. The WITH keys the engine
-reads itself (``STREAM_KEYS``, e.g. ``allowed-lateness``) are left to it.
+reads itself (``STREAM_KEYS``, e.g. ``allowed-lateness``) are left to it. ``data.jsonl?follow=true``
+(or ``'follow' = 'true'``) keeps reading a JSON-lines or CSV file as it grows: an unbounded source.
+
+Sinks follow the exactly-once protocol of ``connectors.base.Sink``: file sinks stage each epoch
+and make it visible at ``commit`` (a parquet sink writes a *directory* of part files); stdout
+prints at once and is at-least-once across crashes.
 
 ``SOURCES`` and ``SINKS`` are the registries: URI scheme (or ``connector`` value) to a factory
 ``(name, target, options) -> Source | Sink`` where ``target`` is the URI after the scheme (the path

@@ -7,7 +7,8 @@ The format comes from the ``format`` option (``json``/``jsonl``/``ndjson``, ``cs
 or else the file name: ``.jsonl``/``.json``/``.ndjson`` → json, ``.csv`` → csv, ``.tsv`` → csv
 with a tab delimiter, ``.parquet``/``.pq`` → parquet. A further ``.gz`` is read with gzip (sinks
 refuse it). CSV options: ``delimiter`` (one character, ``\\t`` for a tab) and ``header``
-(``true``/``false``, default true).
+(``true``/``false``, default true). Sources also take ``follow`` (``true``/``false``, default
+false): keep reading a JSON-lines or CSV file as it grows, like ``tail -f``.
 
 As a sink the file is written exactly once per committed epoch (see ``FileSink``): JSON lines
 and CSV go to the one file named, parquet to a *directory* of ``part-<epoch>.parquet`` files.
@@ -86,10 +87,20 @@ class FileSource:
     terminator; ``offset`` counts every line from 0, blank and header lines included.
     Parquet files are *typed*: batches of the file's own columns, ``offset`` the row index.
     The offsets key is the path as given (``{"data.jsonl": "120"}``: the next line to read).
+
+    Follow mode (``follow=true``, JSON lines and CSV only, not gzip) reads a file that another
+    process appends to: at the end of the file ``poll`` returns an empty batch instead of None
+    (``bounded`` is False) and later polls pick up appended lines. Only *complete* lines are
+    handed out: a last line without its ``\\n`` waits until the writer finishes it (so a writer
+    must end every record with a newline; the bounded mode instead takes an unterminated last
+    line as a record). Resuming works as in the bounded mode; if the file has fewer lines than
+    the resume offset, the missing ones are skipped as they arrive. Traps: a file truncated while
+    followed is an error; a file replaced by rename (log rotation) is not noticed, the old one is
+    still read.
     """
 
     kind: Literal["raw", "typed"]
-    bounded = True
+    bounded: bool
 
     def __init__(self, name: str, path: str, options: Options) -> None:
         """Take this connector's options from ``options`` and check them; no I/O.
@@ -97,11 +108,12 @@ class FileSource:
         Args:
             name: the stream name (keys metrics and error rows).
             path: the file.
-            options: the options left after the URI; ``format``, ``delimiter`` and ``header``
-                are taken, ``finish()`` is left to the caller.
+            options: the options left after the URI; ``format``, ``delimiter``, ``header`` and
+                ``follow`` are taken, ``finish()`` is left to the caller.
 
         Raises:
-            ConnectorError: for an unknown or missing format, or a bad CSV option.
+            ConnectorError: for an unknown or missing format, a bad CSV option, or ``follow``
+                on a parquet or gzip file.
         """
         self.name = name
         self.path = path
@@ -110,11 +122,21 @@ class FileSource:
         self.kind = "typed" if fmt == "parquet" else "raw"
         self.format: str | None = None if fmt == "parquet" else fmt
         self.csv_options: dict[str, Any] | None = _csv_options(path, options) if fmt == "csv" else None
+        self.follow = options.take_bool("follow", False)
+        if self.follow and (fmt == "parquet" or self.gzip):
+            what = "parquet" if fmt == "parquet" else "gzip"
+            raise ConnectorError(
+                f"option 'follow': cannot follow a {what} file ({path})",
+                where=self.where,
+                hint="follow works for JSON lines and CSV files",
+            )
+        self.bounded = not self.follow
         self._file: IO[bytes] | None = None
         self._lines = LineBuffer()
         self._batches: Iterator[pa.RecordBatch] | None = None
         self._pending: pa.RecordBatch | None = None
         self._next = 0
+        self._skip_to = 0  # follow mode: resume offset not reached yet (lines still to come)
 
     @classmethod
     def from_uri(cls, name: str, target: str | None, options: Options) -> FileSource:
@@ -145,11 +167,18 @@ class FileSource:
             return
         self._file = self._open_bytes()
         self._lines = LineBuffer()
-        while self._next < start:
-            skipped = self._read_lines(start - self._next)
+        self._skip_to = start
+        self._skip()
+
+    def _skip(self) -> None:
+        """Read and drop lines up to the resume offset, as far as the file goes now."""
+        while self._next < self._skip_to:
+            skipped = self._read_lines(self._skip_to - self._next)
             if not skipped:
                 break
             self._next += len(skipped)
+        if not self.follow:
+            self._skip_to = 0  # bounded: a file shorter than the offset simply ends there
 
     def _open_parquet(self, start: int) -> None:
         try:
@@ -174,15 +203,28 @@ class FileSource:
             self._next += batch.num_rows
 
     def _read_lines(self, max_lines: int) -> list[bytes]:
-        """Up to ``max_lines`` lines, reading more of the file as needed; [] at the end."""
+        """Up to ``max_lines`` complete lines, reading more of the file as needed; [] at the end
+        (in follow mode: at the end *for now*; an unterminated tail stays buffered)."""
         assert self._file is not None, "open() first"
         while len(self._lines) < max_lines and not self._lines.ended:
             chunk = self._file.read(_CHUNK_BYTES)
             if chunk:
                 self._lines.feed(chunk)
+            elif self.follow:
+                self._check_not_truncated()
+                break
             else:
                 self._lines.end()
         return self._lines.take(max_lines)
+
+    def _check_not_truncated(self) -> None:
+        assert self._file is not None
+        if os.fstat(self._file.fileno()).st_size < self._file.tell():
+            raise ConnectorError(
+                f"{self.path} was truncated while it was being followed",
+                where=self.where,
+                hint="append to a followed file; never truncate or rewrite it",
+            )
 
     def _next_parquet_batch(self, max_rows: int) -> pa.RecordBatch | None:
         if self._pending is None:
@@ -198,7 +240,13 @@ class FileSource:
         return batch
 
     def poll(self, max_rows: int, timeout_s: float) -> pa.RecordBatch | None:
-        """The next ``max_rows`` records at most; None at the end of the file. Never waits."""
+        """The next ``max_rows`` records at most; None at the end of the file. Never waits.
+
+        In follow mode the end of the file gives an empty batch (more may be appended), never None.
+
+        Raises:
+            ConnectorError: in follow mode, if the file was truncated.
+        """
         if self.kind == "typed":
             batch = self._next_parquet_batch(max_rows)
             if batch is None:
@@ -206,9 +254,13 @@ class FileSource:
             offsets = pa.array(range(self._next, self._next + batch.num_rows), pa.int64())
             self._next += batch.num_rows
             return batch.append_column("offset", offsets)
+        if self._next < self._skip_to:
+            self._skip()
+            if self._next < self._skip_to:
+                return raw_batch([], self._next, 0)
         lines = self._read_lines(max_rows)
         if not lines:
-            return None
+            return raw_batch([], self._next, 0) if self.follow else None
         batch = raw_batch(lines, self._next, now_us())
         self._next += len(lines)
         return batch
@@ -230,6 +282,8 @@ class FileSource:
     def sample(self, max_rows: int) -> list[bytes]:
         """The first ``max_rows`` lines (header and blank lines included), read independently.
 
+        In follow mode an unterminated last line is not included (it may still grow).
+
         Raises:
             ConnectorError: if the file is missing.
         """
@@ -241,13 +295,15 @@ class FileSource:
                 chunk = handle.read(min(_CHUNK_BYTES, 1 << 16))
                 if chunk:
                     lines.feed(chunk)
+                elif self.follow:
+                    break
                 else:
                     lines.end()
         return lines.take(max_rows)
 
     def offsets(self) -> Offsets:
-        """``{path: next record}``."""
-        return {self.path: str(self._next)}
+        """``{path: next record}`` (in follow mode never before the resume offset)."""
+        return {self.path: str(max(self._next, self._skip_to))}
 
     def close(self) -> None:
         """Close the file (safe to call twice)."""
