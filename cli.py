@@ -11,10 +11,13 @@ and a request to report it.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -264,6 +267,10 @@ def run(
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first bad record instead of routing it to the error stream.")
     ] = False,
+    max_ahead: Annotated[
+        str | None,
+        typer.Option("--max-ahead", help="Event times further ahead of the wall clock than this are errors."),
+    ] = None,
     checkpoint_dir: Annotated[
         Path | None,
         typer.Option("--checkpoint-dir", help="Save offsets and state here, and resume from the last checkpoint."),
@@ -298,6 +305,7 @@ def run(
             flush=not no_flush,
             strict=strict,
             max_record_bytes=_size(max_record_size),
+            max_ahead_us=_duration(max_ahead, "--max-ahead"),
         )
         store = None
         if checkpoint_dir is not None:
@@ -305,10 +313,35 @@ def run(
 
             options.checkpoint_interval_s = (_duration(checkpoint_interval, "--checkpoint-interval") or 0) / 1e6
             store = CheckpointStore(checkpoint_dir, program_fingerprint(prog.text))
-        stats = Runner(prog, bound_sources, bound_sinks, error_sink, options, checkpoints=store).run()
+        runner = Runner(prog, bound_sources, bound_sinks, error_sink, options, checkpoints=store)
+        with _graceful_stop(runner):
+            stats = runner.run()
         _summary(stats)
 
     _guard(debug, body)
+
+
+@contextlib.contextmanager
+def _graceful_stop(runner: Any) -> Iterator[None]:
+    """SIGINT/SIGTERM: finish the batch in flight, checkpoint, exit 0. A second signal aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if seen:
+            raise KeyboardInterrupt
+        seen.append(signum)
+        print("duckstream: stopping after the current batch (again to abort)", file=sys.stderr)
+        runner.request_stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _size(text: str) -> int:
@@ -324,8 +357,11 @@ class _StderrErrors:
 
     name = "stderr"
 
-    def open(self, schema: pa.Schema, last_committed: object) -> None:
+    def open(self, schema: pa.Schema, last_committed: object, state: object = None) -> None:
         pass
+
+    def prepare(self, epoch: object) -> None:
+        return None
 
     def write(self, epoch: object, batch: pa.Table) -> None:
         from engine.formats.encode import to_json_lines

@@ -92,8 +92,11 @@ class ListSink:
         self.staged: dict[int, list[pa.Table]] = {}
         self.committed: list[pa.Table] = []
 
-    def open(self, schema: pa.Schema, last_committed: Epoch | None) -> None:
+    def open(self, schema: pa.Schema, last_committed: Epoch | None, state: dict | None = None) -> None:
         self.schema = schema
+
+    def prepare(self, epoch: Epoch) -> dict | None:
+        return None
 
     def write(self, epoch: Epoch, batch: pa.Table) -> None:
         self.staged.setdefault(epoch, []).append(batch)

@@ -52,6 +52,7 @@ REASONS = {
     "type": "a field's value does not fit the declared column type",
     "missing_time": "the event-time column is NULL or missing",
     "late": "the row's window had already closed when it arrived",
+    "future": "the event time is further ahead of the wall clock than --max-ahead allows",
     "eval": "evaluating the query on this row failed (e.g. a cast that cannot succeed)",
     "too_large": "the record is larger than the size limit",
     "sink_encode": "a sink could not encode the row",

@@ -9,19 +9,24 @@ clock, so tests never sleep.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.base import Sink, Source
 from engine.errors import RecordError
-from engine.plan.logical import Program
+from engine.plan.logical import Program, StreamDef
 from engine.runtime.checkpoint import CheckpointStore
 from engine.runtime.pipeline import Pipeline, TickResult
 from engine.types import ERROR_SCHEMA, MAX_TIME, Epoch, visible
+
+ERRORS_KEY = "__errors__"  # the error sink's key among the sinks' checkpoint states
 
 
 @dataclass
@@ -37,6 +42,7 @@ class RunOptions:
     commit_interval_s: float = 1.0  # how often sinks make their rows visible
     catchup_factor: int = 16  # while a source has a backlog, batches grow up to this many times batch_rows
     checkpoint_interval_s: float = 10.0  # with a checkpoint store: how often state is saved
+    max_ahead_us: int | None = None  # rows whose event time is further ahead of now go to errors
     stop_after_batches: int | None = None  # tests: checkpoint after this many batches and stop there
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -107,14 +113,26 @@ class Runner:
         self.last_commit = self.options.clock()
         self.checkpoints = checkpoints
         self.last_checkpoint = self.last_commit
+        self.stop_requested = False
+
+    def _all_sinks(self) -> dict[str, Sink]:
+        sinks = dict(self.sinks)
+        if self.error_sink is not None:
+            sinks[ERRORS_KEY] = self.error_sink
+        return sinks
 
     def run(self) -> RunStats:
-        """Read every source to its end (or forever, for unbounded ones); return the counts."""
-        for key, sink in self.sinks.items():
-            sink.open(_sink_schema(self.program, key), None)
-        if self.error_sink is not None:
-            self.error_sink.open(ERROR_SCHEMA, None)
+        """Read every source to its end (or forever, for unbounded ones); return the counts.
+
+        Stops early, after a final checkpoint and without flushing open windows, when
+        ``request_stop`` is called (the CLI does on SIGINT/SIGTERM).
+        """
         resume = self.checkpoints.load() if self.checkpoints is not None else None
+        sink_states = resume[1].get("sinks", {}) if resume is not None else {}
+        last = Epoch(resume[0]) if resume is not None else None
+        for key, sink in self._all_sinks().items():
+            schema = ERROR_SCHEMA if key == ERRORS_KEY else _sink_schema(self.program, key)
+            sink.open(schema, last, sink_states.get(key))
         if resume is not None:
             self._restore(*resume)
         else:
@@ -122,7 +140,7 @@ class Runner:
                 item.source.open(None)
         try:
             while not all(i.done for i in self.inputs):
-                if (
+                if self.stop_requested or (
                     self.options.stop_after_batches is not None
                     and self.stats.batches >= self.options.stop_after_batches
                 ):
@@ -136,32 +154,42 @@ class Runner:
                     self._idle_advance()
                     self.options.sleep(self.options.batch_interval_s)
             self.checkpoint()
-        except KeyboardInterrupt:
-            self._commit()  # Ctrl-C: what was delivered stays delivered (no final flush of open windows)
-            raise
         finally:
             for item in self.inputs:
                 item.source.close()
-            for sink in self.sinks.values():
+            for sink in self._all_sinks().values():
                 sink.close()
-            if self.error_sink is not None:
-                self.error_sink.close()
         return self.stats
 
+    def request_stop(self) -> None:
+        """Finish the batch in flight, checkpoint, and return from ``run`` (graceful stop)."""
+        self.stop_requested = True
+
     def checkpoint(self) -> None:
-        """Make delivered rows visible, then save offsets and state (between batches)."""
-        self._commit()
-        if self.checkpoints is None:
-            return
-        state = {
-            "epoch": int(self.epoch) - 1,
-            "offsets": {i.key: i.source.offsets() for i in self.inputs},
-            "headers": {i.key: i.decoder.header for i in self.inputs},
-            "done": {i.key: i.done for i in self.inputs},
-            "pipeline": self.pipeline.snapshot(),
-        }
-        self.checkpoints.save(int(self.epoch) - 1, state)
-        self.last_checkpoint = self.options.clock()
+        """End the epoch: sinks prepare it, the checkpoint is saved, sinks commit it.
+
+        Without a checkpoint store it only prepares and commits (rows become visible).
+        A crash between the save and the commits is repaired on restart: sinks recommit.
+        """
+        epoch = self.epoch
+        states = {key: sink.prepare(epoch) for key, sink in self._all_sinks().items()}
+        if self.checkpoints is not None:
+            _crash_point("before-checkpoint")
+            state = {
+                "epoch": int(epoch),
+                "offsets": {i.key: i.source.offsets() for i in self.inputs},
+                "headers": {i.key: i.decoder.header for i in self.inputs},
+                "pipeline": self.pipeline.snapshot(),
+                "sinks": states,
+            }
+            self.checkpoints.save(int(epoch), state)
+            _crash_point("before-commit")
+            self.last_checkpoint = self.options.clock()
+        for n, sink in enumerate(self._all_sinks().values()):
+            if n:
+                _crash_point("mid-commit")
+            sink.commit(epoch)
+        self.epoch = Epoch(epoch + 1)
 
     def _restore(self, epoch: int, state: dict) -> None:
         self.epoch = Epoch(epoch + 1)
@@ -187,6 +215,10 @@ class Runner:
         most = self.options.batch_rows * self.options.catchup_factor
         item.request = min(item.request * 2, most) if batch.num_rows >= item.request else self.options.batch_rows
         rows, errors = item.decode(batch)
+        if self.options.max_ahead_us is not None:
+            rows, future = _reject_future(rows, self.program.streams[item.key], self.options.max_ahead_us)
+            if future is not None:
+                errors = future if errors is None or errors.num_rows == 0 else pa.concat_tables([errors, future])
         self.stats.rows_in[item.key] += batch.num_rows
         self.stats.batches += 1
         item.last_rows_at = self.options.clock()
@@ -232,19 +264,51 @@ class Runner:
                 if sink is not None and out.num_rows:
                     sink.write(self.epoch, out)
         now = self.options.clock()
-        if self.checkpoints is not None and now - self.last_checkpoint >= self.options.checkpoint_interval_s:
-            self.last_commit = now
-            self.checkpoint()
+        if self.checkpoints is not None:
+            if now - self.last_checkpoint >= self.options.checkpoint_interval_s:
+                self.checkpoint()  # with checkpoints, rows become visible only at checkpoints
         elif now - self.last_commit >= self.options.commit_interval_s:
             self.last_commit = now
-            self._commit()
+            self.checkpoint()
 
-    def _commit(self) -> None:
-        for sink in self.sinks.values():
-            sink.commit(self.epoch)
-        if self.error_sink is not None:
-            self.error_sink.commit(self.epoch)
-        self.epoch = Epoch(self.epoch + 1)
+
+def _reject_future(rows: pa.Table, stream: StreamDef, max_ahead_us: int) -> tuple[pa.Table, pa.Table | None]:
+    """Rows whose event time is more than ``max_ahead_us`` ahead of the wall clock are errors:
+    one such row would otherwise move the watermark far ahead and make every later row late."""
+    from engine.formats.timestamps import now_us
+    from engine.operators.base import error_rows, fmt_us
+
+    col = stream.time_column
+    if not col or rows.num_rows == 0:
+        return rows, None
+    limit = now_us() + max_ahead_us
+    ahead = pc.greater(rows[col].cast(pa.int64()), limit)
+    if not pc.any(ahead).as_py():
+        return rows, None
+    bad = rows.filter(ahead)
+    errors = error_rows(
+        bad,
+        stream=stream.name,
+        step_id=f"time:{stream.name}",
+        reason="future",
+        messages=f"{col} is more than {max_ahead_us // 1_000_000} s ahead of the clock ({fmt_us(limit)})",
+        event_times=bad[col].combine_chunks(),
+    )
+    return rows.filter(pc.invert(ahead)), errors
+
+
+def _crash_point(point: str) -> None:
+    """Fault injection for the crash tests: ``DUCKSTREAM_CRASH_AT=point:n`` kills the process
+    (SIGKILL, no cleanup) the n-th time the runtime reaches ``point``."""
+    wanted = os.environ.get("DUCKSTREAM_CRASH_AT")
+    if not wanted or not wanted.startswith(point + ":"):
+        return
+    _CRASH_COUNTS[point] = _CRASH_COUNTS.get(point, 0) + 1
+    if _CRASH_COUNTS[point] == int(wanted.split(":", 1)[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_CRASH_COUNTS: dict[str, int] = {}
 
 
 def _in_input_order(errors: pa.Table) -> pa.Table:

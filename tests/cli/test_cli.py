@@ -244,3 +244,15 @@ def test_checkpoint_dir_resumes_and_refuses_damage(tmp_path: Path) -> None:
     blob.write_bytes(blob.read_bytes()[:-3] + b"xyz")
     damaged = CliRunner().invoke(app, args)
     assert damaged.exit_code == 2 and "checksum mismatch" in damaged.stderr
+
+
+def test_max_ahead_diverts_far_future_rows(tmp_path: Path) -> None:
+    sql, data = _files(tmp_path)
+    data.write_text(data.read_text() + '{"ts": "2999-01-01T00:00:00Z", "device": "a", "temp": 1}\n')
+    errs = tmp_path / "e.jsonl"
+    result = CliRunner().invoke(
+        app, ["run", str(sql), "--source", str(data), "--errors", str(errs), "--max-ahead", "1d"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert [r["sum_temp"] for r in _jsonl(result.stdout)] == [42, 30]  # the future row moved nothing
+    assert "future" in [e["reason"] for e in _jsonl(errs.read_text())]
