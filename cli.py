@@ -394,6 +394,8 @@ def _summary(stats: Any) -> None:
     text = f"duckstream: {rows_in:,} records in, {rows_out:,} rows out, {n_err:,} error rows"
     if n_err:
         text += " (" + ", ".join(f"{reason}: {n:,}" for reason, n in sorted(stats.errors.items())) + ")"
+    if stats.state_rows:
+        text += f"; state kept: {stats.state_rows:,} rows, {stats.state_bytes / 1024:,.0f} KiB"
     print(text, file=sys.stderr)
 
 

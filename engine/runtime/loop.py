@@ -56,6 +56,8 @@ class RunStats:
     rows_out: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)  # by reason
     batches: int = 0
+    state_rows: int = 0  # rows held in operator state at the end (open windows x keys, buffers)
+    state_bytes: int = 0
 
 
 class _Input:
@@ -155,6 +157,7 @@ class Runner:
                     self.options.sleep(self.options.batch_interval_s)
             self.checkpoint()
         finally:
+            self.stats.state_rows, self.stats.state_bytes = self.pipeline.state_size()
             for item in self.inputs:
                 item.source.close()
             for sink in self._all_sinks().values():

@@ -105,6 +105,15 @@ class Pipeline:
                     result.outputs.setdefault(spec.output, []).append(out)
         return result
 
+    def state_size(self) -> tuple[int, int]:
+        """(rows, bytes) held by every operator: partial aggregates, buffered rows, sessions."""
+        rows = nbytes = 0
+        for op in self.operators:
+            for table in [*getattr(op, "state", []), *getattr(op, "buffer", [])]:
+                rows += table.num_rows
+                nbytes += table.nbytes
+        return rows, nbytes
+
     def snapshot(self) -> dict:
         """Operator and clock state, for checkpoints."""
         return {
