@@ -121,6 +121,66 @@ def run_rows(
     return out_table, (pa.concat_tables(errs) if errs else None)
 
 
+def run_final(
+    con: duckdb.DuckDBPyConnection, sql: str, state: pa.Table, *, stream: str, step_id: str
+) -> tuple[pa.Table, pa.Table | None]:
+    """Run a window's final SQL over ``state``; groups whose result cannot be computed (a division
+    by zero, a failing cast in the SELECT list) become ``eval`` error rows, the others come out.
+
+    The whole state runs at once; only on failure are groups numbered and bisected.
+    """
+    try:
+        return run(con, sql, __state=state), None
+    except DATA_ERRORS:
+        pass
+    ids = [c for c in state.column_names if c in ("__ws", "__we", "__sess") or c.startswith("__k")]
+    order = ", ".join(f'"{c}"' for c in ids) or "1"
+    numbered = run(con, f"SELECT *, dense_rank() OVER (ORDER BY {order}) AS __g FROM __state", __state=state)
+    outs: list[pa.Table] = []
+    errs: list[pa.Table] = []
+
+    def attempt(lo: int, hi: int) -> None:
+        part = numbered.filter(pc.and_(pc.greater_equal(numbered["__g"], lo), pc.less_equal(numbered["__g"], hi)))
+        try:
+            outs.append(run(con, sql, __state=part))
+            return
+        except DATA_ERRORS as err:
+            if lo == hi:
+                errs.append(_group_error(part, ids, str(err).split("\n")[0], stream, step_id))
+                return
+        mid = (lo + hi) // 2
+        attempt(lo, mid)
+        attempt(mid + 1, hi)
+
+    attempt(1, int(pc.max(numbered["__g"]).as_py() or 1))
+    ok = [t for t in outs if t.num_rows]
+    result = pa.concat_tables(ok) if ok else run(con, sql, __state=state.slice(0, 0))
+    return result, (pa.concat_tables(errs) if errs else None)
+
+
+def _group_error(part: pa.Table, ids: list[str], message: str, stream: str, step_id: str) -> pa.Table:
+    first = part.slice(0, 1).select(ids).to_pylist()[0]
+    identity = {
+        "window_start": fmt_us(first["__ws"]) if "__ws" in first else None,
+        "window_end": fmt_us(first["__we"]) if "__we" in first else None,
+        "key": [v for k, v in first.items() if k.startswith("__k")],
+    }
+    payload = json.dumps(identity, default=json_default).encode()
+    return pa.table(
+        {
+            "stream": [stream],
+            "step_id": [step_id],
+            "reason": ["eval"],
+            "message": [f"the result of this window and key could not be computed: {message}"],
+            "payload": pa.array([payload], pa.large_binary()),
+            "source_offset": pa.array([None], pa.string()),
+            "event_time": pa.nulls(1, pa.timestamp("us")),
+            "detected_at": pa.array([now_utc()], pa.timestamp("us")),
+        },
+        schema=ERROR_SCHEMA,
+    )
+
+
 def split_missing_time(rows: pa.Table, column: str, *, stream: str, step_id: str) -> tuple[pa.Table, pa.Table | None]:
     """(rows with an event time, ``missing_time`` error rows for the others)."""
     if not column or column not in rows.column_names or rows[column].null_count == 0:

@@ -22,9 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.operators.base import error_rows, fmt_us, run_rows, split_missing_time, with_hidden
+from engine.operators.base import error_rows, fmt_us, run_final, run_rows, split_missing_time, with_hidden
 from engine.plan.logical import SessionAggSpec
-from engine.runtime.duck import run
 from engine.types import MAX_TIME, MIN_TIME, WINDOW_END, WINDOW_START, WINDOW_TIME, WM_COL
 
 
@@ -63,8 +62,9 @@ class SessionAggOperator:
         if rows.num_rows:
             errors = self._absorb(rows)
         self.input_wm = max(self.input_wm, watermark)
+        self.final_errors: pa.Table | None = None
         out = self._emit(self.input_wm)
-        return out, errors
+        return out, _concat(errors, self.final_errors)
 
     def _absorb(self, rows: pa.Table) -> pa.Table | None:
         spec = self.spec
@@ -187,7 +187,9 @@ class SessionAggOperator:
         state = self._state_rows(roots)
         if state is None:
             return None
-        current = run(self.con, self.spec.final_sql, __state=state)
+        current, self.final_errors = run_final(
+            self.con, self.spec.final_sql, state, stream=self.spec.source_stream, step_id=self.step_id
+        )
         names = [c for c in current.column_names if not c.startswith("__")]
         if not self.diffing:
             return current.select(names)

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.operators.base import error_rows, fmt_us, run_rows, split_missing_time, with_hidden
+from engine.operators.base import error_rows, fmt_us, run_final, run_rows, split_missing_time, with_hidden
 from engine.plan.logical import WindowAggSpec
 from engine.runtime.duck import run
 from engine.types import MAX_TIME, MIN_TIME, WM_COL
@@ -46,6 +46,7 @@ class WindowAggOperator:
         self.emitted: dict[tuple, tuple] = {}  # group identity -> last emitted values (diff modes)
         self.out_seq = 0
         self.diffing = spec.emit == "changes" or spec.allowed_lateness_us > 0
+        self.final_errors: pa.Table | None = None
         self.pending_we: set[int] = set()  # windows that got rows since the last emission (diff modes)
 
     # ------------------------------------------------------------------ input
@@ -61,8 +62,9 @@ class WindowAggOperator:
                 if len(self.state) > COMPACT_EVERY:
                     self._compact()
         self.input_wm = max(self.input_wm, watermark)
+        self.final_errors = None
         out = self._emit(self.input_wm)
-        return out, errors
+        return out, _concat(errors, self.final_errors)
 
     def _absorb(self, rows: pa.Table) -> tuple[pa.Table | None, pa.Table | None]:
         spec, lateness = self.spec, self.spec.allowed_lateness_us
@@ -239,7 +241,10 @@ class WindowAggOperator:
             return None
         if self.spec.arrow is not None and self.spec.arrow.final is not None:
             return self._arrow_final(closed, shared)
-        result = run(self.con, self.spec.final_sql, __state=closed)
+        result, errors = run_final(
+            self.con, self.spec.final_sql, closed, stream=self.spec.source_stream, step_id=self.step_id
+        )
+        self.final_errors = errors
         if " ORDER BY " not in self.spec.final_sql:
             result = _in_group_order(result)
         return _drop_ids(result)
@@ -262,7 +267,9 @@ class WindowAggOperator:
         rows: list[tuple] = []
         names: list[str] = []
         if candidates is not None and candidates.num_rows:
-            current = run(self.con, spec.final_sql, __state=candidates)
+            current, self.final_errors = run_final(
+                self.con, spec.final_sql, candidates, stream=spec.source_stream, step_id=self.step_id
+            )
             names = [c for c in current.column_names if not c.startswith("__")]
             ids = [c for c in current.column_names if c.startswith("__")]
             id_cols = [current[c].to_pylist() for c in ids]
