@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import DuckstreamError
+from engine.runtime.faults import crash_point
 
 FORMAT_VERSION = 1
 MANIFEST = "MANIFEST.json"
@@ -49,6 +50,7 @@ class CheckpointStore:
         blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         name = f"ckpt-{epoch:010d}.bin"
         _write_atomic(self.dir / name, blob)
+        crash_point("mid-checkpoint")  # state written, manifest not yet
         manifest = {
             "version": FORMAT_VERSION,
             "epoch": epoch,

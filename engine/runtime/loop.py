@@ -9,8 +9,6 @@ clock, so tests never sleep.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -23,6 +21,7 @@ from connectors.base import Sink, Source
 from engine.errors import RecordError
 from engine.plan.logical import Program, StreamDef
 from engine.runtime.checkpoint import CheckpointStore
+from engine.runtime.faults import crash_point as _crash_point
 from engine.runtime.pipeline import Pipeline, TickResult
 from engine.types import ERROR_SCHEMA, MAX_TIME, Epoch, visible
 
@@ -298,20 +297,6 @@ def _reject_future(rows: pa.Table, stream: StreamDef, max_ahead_us: int) -> tupl
         event_times=bad[col].combine_chunks(),
     )
     return rows.filter(pc.invert(ahead)), errors
-
-
-def _crash_point(point: str) -> None:
-    """Fault injection for the crash tests: ``DUCKSTREAM_CRASH_AT=point:n`` kills the process
-    (SIGKILL, no cleanup) the n-th time the runtime reaches ``point``."""
-    wanted = os.environ.get("DUCKSTREAM_CRASH_AT")
-    if not wanted or not wanted.startswith(point + ":"):
-        return
-    _CRASH_COUNTS[point] = _CRASH_COUNTS.get(point, 0) + 1
-    if _CRASH_COUNTS[point] == int(wanted.split(":", 1)[1]):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-_CRASH_COUNTS: dict[str, int] = {}
 
 
 def _in_input_order(errors: pa.Table) -> pa.Table:

@@ -35,7 +35,7 @@ SELECT k, window_end, COUNT(*), AVG(v)
 FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND, INTERVAL '1' MINUTE))
 GROUP BY k, window_start, window_end;
 """
-POINTS = ["before-checkpoint", "before-commit", "mid-commit"]
+POINTS = ["before-checkpoint", "mid-checkpoint", "before-commit", "mid-commit"]
 
 
 def _events(path: Path, n: int, seed: int) -> None:
