@@ -178,7 +178,10 @@ def _aggregate_units(nodes: list[exp.Expr]) -> list[exp.Expr]:
     units: list[exp.Expr] = []
     for root in nodes:
         for node in root.walk():
-            if is_aggregate(node) and not any(is_aggregate(a) for a in _ancestors(node, root)):
+            ancestors = _ancestors(node, root)
+            if any(isinstance(a, (exp.Subquery, exp.Select)) for a in ancestors):
+                continue  # an aggregate of a scalar subquery belongs to that subquery
+            if is_aggregate(node) and not any(is_aggregate(a) for a in ancestors):
                 unit = node.parent if isinstance(node.parent, exp.Filter) else node
                 units.append(unit)
     return units
@@ -235,6 +238,8 @@ class _Planner:
             if kind in ("TABLE", "STREAM"):
                 return self._create_table(stmt)
             if kind == "VIEW":
+                if not isinstance(stmt.expression, (exp.Query, Emit)):
+                    raise _err(stmt, "CREATE VIEW needs AS SELECT ...")
                 name = stmt.this.name
                 self._query_into(stmt.expression, name, declare=True, where_node=stmt)
                 return None
@@ -250,7 +255,8 @@ class _Planner:
         if isinstance(stmt, exp.Command):
             word = stmt.name.upper() if stmt.name else stmt.sql().split()[0].upper()
             raise _err(stmt, f'unknown statement "{word}"', hint="expected CREATE, INSERT INTO or SELECT")
-        raise _err(stmt, f"unsupported statement: {stmt.sql()[:40]!r}")
+        word = type(stmt).__name__.upper()
+        raise _err(stmt, f"{word} statements are not supported", hint="a program holds CREATE, INSERT INTO and SELECT")
 
     def _where(self, node: exp.Expr) -> str:
         line, col = position(node)
@@ -276,9 +282,18 @@ class _Planner:
                     dtype = parse_type(type_text)
                 except ValueError as err:
                     raise _err(item, f'column "{item.name}": {err}') from None
+                try:
+                    item.name.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise _err(item, "a column name must be valid text (it holds a lone surrogate)") from None
+                for constraint in item.constraints:
+                    if not isinstance(constraint.args.get("kind"), (exp.NotNullColumnConstraint,)):
+                        raise _err(item, f"unsupported column constraint {constraint.sql()!r}", hint="only NOT NULL")
                 if any(f.name.lower() == item.name.lower() for f in fields):
                     raise _err(item, f'column "{item.name}" is declared twice')
-                nullable = not any(isinstance(c.kind, exp.NotNullColumnConstraint) for c in item.constraints)
+                nullable = not any(
+                    isinstance(c.args.get("kind"), exp.NotNullColumnConstraint) for c in item.constraints
+                )
                 fields.append(pa.field(item.name, dtype, nullable))
             elif isinstance(item, exp.WatermarkColumnConstraint):
                 time_col, delay = self._watermark(item, fields)
@@ -338,6 +353,8 @@ class _Planner:
         return options
 
     def _insert(self, stmt: exp.Insert) -> None:
+        if stmt.this is None or not isinstance(stmt.expression, (exp.Query, Emit)):
+            raise _err(stmt, "INSERT needs INTO <stream> SELECT ...")
         target = stmt.this
         columns: list[str] | None = None
         if isinstance(target, exp.Schema):
@@ -573,7 +590,12 @@ class _Planner:
                 hint="rename it (e.g. window_start AS bucket) before windowing again",
             )
         self._check_columns(select, cols, window_cols, alias, stream)
+        select = _unqualify(select, {alias.lower(), stream.name.lower()})
         aggs = _aggregate_units(list(select.expressions) + [select.args.get("having") or exp.Null()])
+        for unit in aggs:
+            call = unit.this if isinstance(unit, exp.Filter) else unit
+            if isinstance(call, exp.AggFunc) and "this" in call.arg_types and call.this is None:
+                raise _err(unit, f"{call.sql_name()} needs an argument", hint="COUNT(*) counts rows")
         grouped = bool(select.args.get("group")) or bool(aggs)
         if (grouped or tvf is not None) and stream.key in self.changelog:
             raise _err(
@@ -948,6 +970,15 @@ class _Planner:
         if emit == "changes" or spec.allowed_lateness_us:
             self.changelog.add(name.lower())
         return spec, _output_schema(out_schema, emit)
+
+
+def _unqualify(select: exp.Select, names: set[str]) -> exp.Select:
+    """``t.v`` -> ``v`` for the query's one input (however it was aliased); subqueries keep theirs."""
+    out = select.copy()
+    for column in list(out.find_all(exp.Column)):
+        if column.table and column.table.lower() in names and not _inside_subquery(column, out):
+            column.set("table", None)
+    return out
 
 
 def _inside(node: exp.Expr, container: exp.Expr | None) -> bool:

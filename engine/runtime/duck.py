@@ -13,7 +13,8 @@ def connect(threads: int = 1) -> duckdb.DuckDBPyConnection:
     from a user's SQL): connectors do all I/O in Python. Arrow tables registered with
     ``register`` still work. Division by zero raises (SQL's rule) instead of giving infinity. Time zone is UTC.
     """
-    con = duckdb.connect(config={"threads": threads})
+    # no spill directory: DuckDB lets even a locked-down connection read its temp directory
+    con = duckdb.connect(config={"threads": threads, "temp_directory": ""})
     con.execute("SET enable_external_access = false")
     con.execute("SET ieee_floating_point_ops = false")  # x / 0 is an error (an eval error row), not inf
     con.execute("SET lock_configuration = true")

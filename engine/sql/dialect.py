@@ -133,6 +133,7 @@ class Duckstream(DuckDB):
             if self._match(TokenType.PARTITION_BY):
                 column, many = self._parse_column, self._match(TokenType.L_PAREN, advance=False)
                 keys = self._parse_wrapped_csv(column) if many else [column()]
+                self._expect(all(keys), "expected a column after PARTITION BY")
             self._expect(self._match(TokenType.COMMA), f"expected ',' after TABLE {table.sql()}")
             self._expect(self._match_text_seq("DESCRIPTOR", "("), "expected DESCRIPTOR(<time column>)")
             timecol = self._parse_column()

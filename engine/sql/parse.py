@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 
 import sqlglot
@@ -13,6 +14,7 @@ from sqlglot.tokens import TokenType
 from engine.errors import SqlError
 from engine.sql.dialect import Duckstream
 
+logging.getLogger("sqlglot").setLevel(logging.CRITICAL)  # we report errors ourselves, in one line
 _TOKEN_LINE = re.compile(r"[Ll]ine (\d+), [Cc]ol(?:umn)?: (\d+)")
 
 
@@ -29,7 +31,12 @@ def parse_program(text: str, path: str | None = None) -> list[exp.Expr]:
         first = err.errors[0] if err.errors else {}
         line, col = first.get("line"), first.get("col")
         highlight = first.get("highlight") or ""
-        if isinstance(col, int) and highlight:
+        # sqlglot's own line count slips after some tokens (a keyword spanning a line break, "$"):
+        # find the token it means and take the position from the token's offset in the text
+        token = _token_at(text, line, col, highlight)
+        if token is not None:
+            line, col = _where_tok(text, token)
+        elif isinstance(col, int) and highlight:
             col = max(1, col - len(highlight) + 1)
         desc = str(first.get("description") or err).strip()
         raise SqlError(_clean(desc, highlight), line, col, path) from None
@@ -57,17 +64,29 @@ def _check_tokens(text: str, path: str | None) -> None:
             if tok.token_type == TokenType.VAR and word not in STATEMENT_WORDS:
                 close = difflib.get_close_matches(word, ["SELECT", "CREATE", "INSERT", "WITH"], n=1)
                 hint = f"did you mean {close[0]}?" if close else "a statement starts with CREATE, INSERT or SELECT"
-                raise SqlError(f"unknown statement {tok.text!r}", tok.line, _first_col(tok), path, hint)
+                raise SqlError(f"unknown statement {tok.text!r}", *_where_tok(text, tok), path, hint)
         start = tok.token_type == TokenType.SEMICOLON
         if tok.token_type == TokenType.COMMA and i + 1 < len(toks) and toks[i + 1].token_type in _AFTER_COMMA_BAD:
             nxt = toks[i + 1]
-            raise SqlError(
-                f"unexpected {nxt.text!r} after ','", nxt.line, _first_col(nxt), path, "remove the extra comma"
-            )
+            raise SqlError(f"unexpected {nxt.text!r} after ','", *_where_tok(text, nxt), path, "remove the extra comma")
 
 
-def _first_col(tok: object) -> int:
-    return max(1, tok.col - (tok.end - tok.start))  # type: ignore[attr-defined]
+def _token_at(text: str, line: object, col: object, highlight: str) -> object | None:
+    try:
+        toks = Duckstream().tokenize(text)
+    except TokenError:
+        return None
+    for tok in toks:
+        if tok.line == line and tok.col == col and (not highlight or tok.text == highlight):
+            return tok
+    return None
+
+
+def _where_tok(text: str, tok: object) -> tuple[int, int]:
+    """1-based (line, column) of a token's first character, from its offset in the text
+    (the tokenizer's own line count is off after a token that spans a line break)."""
+    start = tok.start  # type: ignore[attr-defined]
+    return text.count("\n", 0, start) + 1, start - text.rfind("\n", 0, start)
 
 
 def _clean(description: str, highlight: str) -> str:
