@@ -506,6 +506,11 @@ class _Planner:
         if not isinstance(query, exp.Select):
             raise _err(query, f"unsupported query: {query.sql()[:40]!r}")
         spec, schema = self._select(query, name, emit, scope)
+        seen: set[str] = set()
+        for field_ in schema:
+            if field_.name.lower() in seen:
+                raise _err(query, f'the result has two columns named "{field_.name}"', hint="give one an alias")
+            seen.add(field_.name.lower())
         existing = self.streams.get(key)
         if existing is not None and key in self.producers:
             if _visible_schema(existing.schema) != _visible_schema(schema):
