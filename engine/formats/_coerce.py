@@ -124,7 +124,7 @@ def coercer(dtype: pa.DataType, column: str) -> Coercer:
     if pa.types.is_boolean(dtype):
         return _bool_coercer(not_a)
     if pa.types.is_timestamp(dtype):
-        return _timestamp_coercer(not_a, out_of_range)
+        return _timestamp_coercer(not_a, out_of_range, *_timestamp_range(dtype))
     if pa.types.is_date(dtype):
         return _text_coercer(parse_date, not_a)
     if pa.types.is_time(dtype):
@@ -272,7 +272,20 @@ def _bool_coercer(not_a: Callable[[Any], CoercionError]) -> Coercer:
     return coerce
 
 
-def _timestamp_coercer(not_a: Callable[[Any], CoercionError], out_of_range: Callable[[Any], CoercionError]) -> Coercer:
+def _timestamp_range(dtype: pa.DataType) -> tuple[int, int]:
+    """The microseconds a timestamp column can hold: years 0001-9999, fewer in nanoseconds."""
+    if dtype.unit == "ns":
+        limit = (2**63 - 1) // 1000
+        return max(MIN_TIMESTAMP_US, -limit), min(MAX_TIMESTAMP_US, limit)
+    return MIN_TIMESTAMP_US, MAX_TIMESTAMP_US
+
+
+def _timestamp_coercer(
+    not_a: Callable[[Any], CoercionError],
+    out_of_range: Callable[[Any], CoercionError],
+    lowest: int = MIN_TIMESTAMP_US,
+    highest: int = MAX_TIMESTAMP_US,
+) -> Coercer:
     def coerce(value: Any) -> int:
         kind = type(value)
         if kind is str:
@@ -291,7 +304,7 @@ def _timestamp_coercer(not_a: Callable[[Any], CoercionError], out_of_range: Call
             micros = round(value * 1000) if abs(value) < 1e16 else MAX_TIMESTAMP_US + 1
         else:
             raise not_a(value)
-        if not MIN_TIMESTAMP_US <= micros <= MAX_TIMESTAMP_US:
+        if not lowest <= micros <= highest:
             raise out_of_range(value)
         return micros
 

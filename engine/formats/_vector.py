@@ -19,6 +19,7 @@ _TS_ANCHORED = f"^(?:{TIMESTAMP_PATTERN})$"
 _DATE_ANCHORED = f"^(?:{DATE_PATTERN})$"
 _INT_ANCHORED = f"^{INT_TEXT}$"
 _NUMBER_ANCHORED = f"^{NUMBER_TEXT}$"
+_PLAIN_NUMBER_ANCHORED = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)$"  # NUMBER_TEXT without an exponent
 _ZONE_SUFFIX = r"[Tt ][0-9:.,]+(?:[Zz]|[+-][0-9:]+)$"
 _EXACT_DOUBLE = 2.0**53
 
@@ -53,10 +54,13 @@ def _convert(values: pa.Array, dtype: pa.DataType) -> pa.Array | None:
         if pa.types.is_integer(src):
             return values.cast(dtype)
         if pa.types.is_float64(src):
-            if not _all(pc.is_finite(values)):
+            # Past 2**53 a double may be a JSON integer too long for int64, rounded: not its value.
+            if not _all(pc.is_finite(values)) or _any(pc.greater_equal(pc.abs(values), _EXACT_DOUBLE)):
                 return None
-            return values.cast(pa.string()).cast(dtype)
-        if pa.types.is_string(src) and _all_match(values, _NUMBER_ANCHORED):
+            values, src = values.cast(pa.string()), pa.string()
+        # Only plain digits: Arrow's cast does not notice an exponent overflowing the decimal
+        # ("3.4e+38" into DECIMAL(38, 10) comes out as a wrong number instead of an error).
+        if pa.types.is_string(src) and _all_match(values, _PLAIN_NUMBER_ANCHORED):
             return values.cast(dtype)
         return None
     if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):

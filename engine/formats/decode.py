@@ -699,8 +699,14 @@ def _build_columns(rows: list[list[Any]], types: list[pa.DataType]) -> list[pa.A
     for values, dtype in zip(zip(*rows, strict=True), types, strict=True):
         storage = storage_type(dtype)
         array = pa.array(values, storage)
-        columns.append(array if storage == dtype else array.cast(dtype))
+        # microseconds into a coarser unit (TIMESTAMP_MS, TIME in seconds) drop the rest, as the
+        # fraction digits past the sixth are dropped; the coercer checked the finer units' range
+        columns.append(array if storage == dtype else pc.cast(array, options=_truncating(dtype)))
     return columns
+
+
+def _truncating(dtype: pa.DataType) -> pc.CastOptions:
+    return pc.CastOptions(dtype, allow_time_truncate=True)
 
 
 def _cast_column(values: pa.Array, dtype: pa.DataType, name: str, coerce: Coercer) -> tuple[pa.Array, dict[int, str]]:

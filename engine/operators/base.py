@@ -181,6 +181,32 @@ def _group_error(part: pa.Table, ids: list[str], message: str, stream: str, step
     )
 
 
+def diff_results(
+    current: pa.Table, emitted: dict[tuple, tuple]
+) -> tuple[list[tuple[str, tuple]], set[tuple], list[str]]:
+    """Compare freshly computed results with what was emitted before, updating ``emitted``.
+
+    Rows are identified by their hidden ``__`` columns (window bounds, keys, session). Returns
+    the (op, values) of rows that are new ("insert") or changed ("update"), the identities seen,
+    and the visible column names. Unchanged rows are not repeated.
+    """
+    names = [c for c in current.column_names if not c.startswith("__")]
+    id_cols = [current[c].to_pylist() for c in current.column_names if c.startswith("__")]
+    value_cols = [current[c].to_pylist() for c in names]
+    rows: list[tuple[str, tuple]] = []
+    seen: set[tuple] = set()
+    for i in range(current.num_rows):
+        ident = tuple(col[i] for col in id_cols)
+        values = tuple(col[i] for col in value_cols)
+        seen.add(ident)
+        before = emitted.get(ident)
+        if before == values:
+            continue
+        emitted[ident] = values
+        rows.append(("update" if before is not None else "insert", values))
+    return rows, seen, names
+
+
 def split_missing_time(rows: pa.Table, column: str, *, stream: str, step_id: str) -> tuple[pa.Table, pa.Table | None]:
     """(rows with an event time, ``missing_time`` error rows for the others)."""
     if not column or column not in rows.column_names or rows[column].null_count == 0:

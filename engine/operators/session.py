@@ -22,7 +22,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.operators.base import error_rows, fmt_us, run_final, run_rows, split_missing_time, with_hidden
+from engine.operators.base import (
+    diff_results,
+    error_rows,
+    fmt_us,
+    run_final,
+    run_rows,
+    split_missing_time,
+    with_hidden,
+)
 from engine.plan.logical import SessionAggSpec
 from engine.types import MAX_TIME, MIN_TIME, WINDOW_END, WINDOW_START, WINDOW_TIME, WM_COL
 
@@ -193,22 +201,9 @@ class SessionAggOperator:
         names = [c for c in current.column_names if not c.startswith("__")]
         if not self.diffing:
             return current.select(names)
-        ids = [c for c in current.column_names if c.startswith("__")]
-        sess_pos = ids.index("__sess")
-        id_cols = [current[c].to_pylist() for c in ids]
-        value_cols = [current[c].to_pylist() for c in names]
-        rows: list[tuple[str, tuple]] = []
+        sess_pos = [c for c in current.column_names if c.startswith("__")].index("__sess")
+        rows, seen, names = diff_results(current, self.emitted)
         deletes: list[tuple[str, tuple]] = []
-        seen = set()
-        for i in range(current.num_rows):
-            ident = tuple(col[i] for col in id_cols)
-            values = tuple(col[i] for col in value_cols)
-            seen.add(ident)
-            before = self.emitted.get(ident)
-            if before == values:
-                continue
-            self.emitted[ident] = values
-            rows.append(("update" if before is not None else "insert", values))
         changes = self.spec.emit == "changes"
         for ident in list(self.emitted):
             if ident not in seen and self._find(ident[sess_pos]) in roots:

@@ -22,7 +22,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.operators.base import error_rows, fmt_us, run_final, run_rows, split_missing_time, with_hidden
+from engine.operators.base import (
+    diff_results,
+    error_rows,
+    fmt_us,
+    run_final,
+    run_rows,
+    split_missing_time,
+    with_hidden,
+)
 from engine.plan.logical import WindowAggSpec
 from engine.runtime.duck import run
 from engine.types import MAX_TIME, MIN_TIME, WM_COL
@@ -270,20 +278,8 @@ class WindowAggOperator:
             current, self.final_errors = run_final(
                 self.con, spec.final_sql, candidates, stream=spec.source_stream, step_id=self.step_id
             )
-            names = [c for c in current.column_names if not c.startswith("__")]
-            ids = [c for c in current.column_names if c.startswith("__")]
-            id_cols = [current[c].to_pylist() for c in ids]
-            value_cols = [current[c].to_pylist() for c in names]
-            seen = set()
-            for i in range(current.num_rows):
-                ident = tuple(col[i] for col in id_cols)
-                values = tuple(col[i] for col in value_cols)
-                seen.add(ident)
-                before = self.emitted.get(ident)
-                if before == values:
-                    continue
-                self.emitted[ident] = values
-                rows.append((("update" if before is not None else "insert"), values))
+            found, seen, names = diff_results(current, self.emitted)
+            rows += found
             if changes:
                 touched = set(wanted.to_pylist())
                 for ident in [k for k in self.emitted if k[1] in touched and k not in seen]:

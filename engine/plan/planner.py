@@ -386,7 +386,8 @@ class _Planner:
                     hint="columns map by position",
                 )
             items = (['"op"'] if has_op else []) + [
-                f"CAST({_q(src.name)} AS {_duck_type(dst.type)}) AS {_q(dst.name)}" for src, dst in zip(data, targets)
+                f"CAST({_q(src.name)} AS {sql_type_name(dst.type)}) AS {_q(dst.name)}"
+                for src, dst in zip(data, targets)
             ]
             sql = f"SELECT {', '.join(items)}, {HIDDEN} FROM __input"
             step = self._step_id(f"{name}/cast")
@@ -1021,23 +1022,3 @@ def _output_schema(schema: pa.Schema, emit: str) -> pa.Schema:
     if emit == "changes":
         fields = [pa.field("op", pa.string()), *fields]
     return pa.schema(fields)
-
-
-def _duck_type(dtype: pa.DataType) -> str:
-    if pa.types.is_timestamp(dtype):
-        return "TIMESTAMP"
-    if pa.types.is_decimal(dtype):
-        return f"DECIMAL({dtype.precision}, {dtype.scale})"
-    return {
-        pa.int8(): "TINYINT",
-        pa.int16(): "SMALLINT",
-        pa.int32(): "INTEGER",
-        pa.int64(): "BIGINT",
-        pa.float32(): "REAL",
-        pa.float64(): "DOUBLE",
-        pa.string(): "VARCHAR",
-        pa.large_string(): "VARCHAR",
-        pa.bool_(): "BOOLEAN",
-        pa.date32(): "DATE",
-        pa.binary(): "BLOB",
-    }.get(dtype, "VARCHAR")
