@@ -39,6 +39,16 @@ REGRESSIONS = {
     "column_constraint_in": "CREATE TABLE t (ts IN);",
     # UnicodeEncodeError from pyarrow: a lone surrogate as a column name
     "lone_surrogate_column_name": "CREATE TABLE t (\ud800 INT);",
+    # duckdb.InvalidInputException: a parameter placeholder inside a window aggregate
+    "parameter_in_window_aggregate": T
+    + "SELECT window_start, COUNT($1) AS n\n"
+    + "FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))\n"
+    + "GROUP BY window_start, window_end;",
+    # duckdb.BinderException: an unknown column with the name of the output column it feeds
+    "unknown_column_named_like_its_alias_in_window": "CREATE TABLE t (ts TIMESTAMP, m INT, WATERMARK FOR ts AS ts);\n"
+    + "SELECT window_start, SUM(v) AS v\n"
+    + "FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '20' SECOND, INTERVAL '50' SECOND))\n"
+    + "GROUP BY window_start, window_end;",
     # position past the end of line 1 (21 characters): a keyword spanning a line break (GROUP\nBY)
     # stops the line count, so "1:28" is reported for the comma at 2:6
     "position_after_keyword_spanning_lines": "SELECT a FROM t GROUP\nBY a,,",
@@ -73,6 +83,13 @@ RUN_REGRESSIONS = {
     + "SELECT window_start, SUM(t.v) AS s\n"
     + "FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) AS w\n"
     + "GROUP BY window_start, window_end;",
+    # ValueError at run time: DuckDB cuts a name at NUL, so the result's names no longer match
+    "nul_in_alias_of_window_result": T
+    + "SELECT window_start, COUNT(*) AS n\x00\n"
+    + "FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))\n"
+    + "GROUP BY window_start, window_end;",
+    # pyarrow.ArrowInvalid at run time: an empty select list with EMIT CHANGES
+    "empty_select_list_emit_changes": T + "SELECT FROM t GROUP BY k EMIT CHANGES;",
 }
 ROWS = [
     {"ts": "2024-05-01T10:00:00Z", "k": "a", "v": 1, "id": 1, "name": "a"},
@@ -84,6 +101,6 @@ ROWS = [
 def test_fuzzer_found_program_is_refused_or_runs(name: str) -> None:
     text = RUN_REGRESSIONS[name]
     try:
-        run_sql(text, inputs={"t": [ROWS]})
+        run_sql(text, inputs={"t": [ROWS, ROWS]})
     except DuckstreamError as err:
         assert_one_located_line(err, text)
