@@ -173,7 +173,7 @@ def _offset(error: dict) -> int:
 
 # ---------------------------------------------------------------------- JSON
 
-JSON_FILLER = [_filler_json(i) for i in range(120)]  # past 64 records the whole-batch reader is tried
+JSON_FILLER = [_filler_json(i) for i in range(90)]  # past 64 records the whole-batch reader is tried
 LIMITS = st.sampled_from([64, 200, 1 << 20])
 
 
@@ -227,7 +227,7 @@ def test_csv_decoder_gives_one_outcome_per_record_whatever_the_batch(
         text, expected = draw(good_csv_fields())
         return Record(csv_line([text[n] for n in order], delimiter), expected)
 
-    filler = [_filler_csv(i, order, delimiter) for i in range(120)]
+    filler = [_filler_csv(i, order, delimiter) for i in range(90)]
     records = data.draw(mixed(st.one_of(good(), junk_csv(delimiter, len(NAMES))), filler))
     if header:
         bom = "\ufeff" if data.draw(st.booleans()) else ""

@@ -14,7 +14,7 @@ import logging
 import re
 from pathlib import Path
 
-from hypothesis import example, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.casefile import parse_case
@@ -112,12 +112,6 @@ def test_mutated_programs_compile_or_fail_with_one_located_line(base: str, mutat
 @given(base=st.sampled_from(CORPUS), cut=st.integers(0, 10**6))
 def test_truncated_programs_compile_or_fail_with_one_located_line(base: str, cut: int) -> None:
     check_program(base[: cut % (len(base) + 1)])
-
-
-@given(words=st.lists(st.one_of(st.sampled_from(WORDS), st.from_regex(r"[a-z_]{1,6}", fullmatch=True)), max_size=30))
-@example(words=["CREATE", "TABLE", "t", "(", "ts", "TIMESTAMP", ")", ";", "SELECT", "*", "FROM", "t"])
-def test_keyword_soup_compiles_or_fails_with_one_located_line(words: list[str]) -> None:
-    check_program(" ".join(words))
 
 
 @given(text=st.text(max_size=200))

@@ -56,6 +56,11 @@ REGRESSIONS = {
     # line 3 of a 2-line program: a "$" followed by a line break counts the lines after it twice
     "position_after_dollar": "$\nSELECT)",
     "position_after_dollar_in_program": T + "SELECT k FROM t WHERE k = $x\n);",
+    "position_after_dollar_at_end_of_text": "SELECT $1\n('1'",
+    # the same two slips in the positions of plan errors (an unknown stream or column)
+    "plan_error_position_after_dollar": "CREATE TABLE t (ts TIMESTAMP, k VARCHAR);\nSELECT k $1\nFROM nosuch;",
+    "plan_error_position_after_keyword_spanning_lines": "CREATE TABLE t (ts TIMESTAMP, k VARCHAR);\n"
+    + "SELECT k FROM t GROUP\nBY k\nHAVING nosuch > 1;",
 }
 
 
