@@ -622,6 +622,13 @@ class _Planner:
     def _check_columns(
         self, select: exp.Select, cols: dict[str, pa.Field], window_cols: set[str], alias: str, stream: StreamDef
     ) -> None:
+        if not select.expressions:
+            raise _err(select, "SELECT needs at least one column")
+        for node in select.find_all(exp.Placeholder, exp.Parameter):
+            raise _err(node, "parameters ($1, ?) are not supported in a program")
+        for item in select.expressions:
+            if isinstance(item, exp.Alias) and any(ord(ch) < 32 for ch in item.alias):
+                raise _err(item, "a column name must not contain control characters")
         for call in select.find_all(exp.Anonymous):
             if _inside_subquery(call, select) or call.name.lower() in _duckdb_functions():
                 continue
@@ -657,7 +664,7 @@ class _Planner:
             )
             raise _err(column, f'unknown column "{column.name}"', hint=hint)
 
-    def _dry(self, sql: str, inputs: dict[str, pa.Schema], node: exp.Expr) -> pa.Schema:
+    def _dry(self, sql: str, inputs: dict[str, pa.Schema], node: exp.Expr) -> pa.Schema:  # noqa: D102
         """Run ``sql`` on empty tables of ``inputs`` to type-check it; returns the result schema."""
         tables = {n: s.empty_table() for n, s in inputs.items()}
         try:
@@ -861,7 +868,10 @@ class _Planner:
         expand = self._expand_sql(window, size, slide, offset, time_col, alias, where)
         in_schema = self._input_schema(stream)
         x_schema = self._dry(f"WITH __x AS ({expand}) SELECT * FROM __x", {"__input": in_schema}, where or select)
-        lowered = aggregates.lower(select, keys, aggs, alias, x_schema, self.con, _err)
+        try:
+            lowered = aggregates.lower(select, keys, aggs, alias, x_schema, self.con, _err)
+        except duckdb.Error as err:
+            raise _err(select, _duck_message(err)) from None
         pre_schema = self._dry(f"WITH __x AS ({expand}) {lowered.pre_sql}", {"__input": in_schema}, select)
         out_schema = self._dry(lowered.final_sql, {"__state": pre_schema}, select)
         if lowered.compact_sql:
@@ -976,6 +986,12 @@ class _Planner:
         if emit == "changes" or spec.allowed_lateness_us:
             self.changelog.add(name.lower())
         return spec, _output_schema(out_schema, emit)
+
+
+def _duck_message(err: Exception) -> str:
+    message = str(err).split("\n")[0]
+    message = message.split(": ", 1)[1] if ": " in message else message
+    return message[:1].lower() + message[1:].rstrip(".")
 
 
 def _unqualify(select: exp.Select, names: set[str]) -> exp.Select:
