@@ -116,8 +116,19 @@ _LEAD_KEYWORD: dict[type, str] = {
 }
 
 
+def _offset_position(node: exp.Expr) -> tuple[int | None, int | None]:
+    """(line, col) from the earliest character offset in ``node`` (sqlglot's own line numbers
+    slip after a token that spans a line break); falls back to ``position``."""
+    starts = [n.meta["start"] for n in node.walk() if isinstance(n, exp.Expr) and "start" in n.meta]
+    text = _TEXT[0]
+    if not starts or not text:
+        return position(node)
+    start = min(starts)
+    return text.count("\n", 0, start) + 1, start - text.rfind("\n", 0, start)
+
+
 def _err(node: exp.Expr | None, message: str, hint: str | None = None) -> PlanError:
-    line, col = position(node) if node is not None else (None, None)
+    line, col = _offset_position(node) if node is not None else (None, None)
     if line is None and node is not None and node.parent is not None:
         line, col = position(node.parent)  # e.g. DISTINCT: nothing inside it has a position
     keyword = _LEAD_KEYWORD.get(type(node)) if node is not None else None

@@ -38,6 +38,9 @@ def parse_program(text: str, path: str | None = None) -> list[exp.Expr]:
             line, col = _where_tok(text, token)
         elif isinstance(col, int) and highlight:
             col = max(1, col - len(highlight) + 1)
+        lines = text.split("\n")
+        if isinstance(line, int) and line > len(lines):  # the error is at the end of the text
+            line, col = len(lines), len(lines[-1]) + 1
         desc = str(first.get("description") or err).strip()
         raise SqlError(_clean(desc, highlight), line, col, path) from None
     except TokenError as err:
