@@ -207,6 +207,15 @@ def diff_results(
     return rows, seen, names
 
 
+def concat_optional(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
+    """``a`` and ``b`` concatenated, where either may be None (no rows)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return pa.concat_tables([a, b])
+
+
 def split_missing_time(rows: pa.Table, column: str, *, stream: str, step_id: str) -> tuple[pa.Table, pa.Table | None]:
     """(rows with an event time, ``missing_time`` error rows for the others)."""
     if not column or column not in rows.column_names or rows[column].null_count == 0:

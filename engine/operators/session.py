@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.operators.base import (
+    concat_optional,
     diff_results,
     error_rows,
     fmt_us,
@@ -72,14 +73,14 @@ class SessionAggOperator:
         self.input_wm = max(self.input_wm, watermark)
         self.final_errors: pa.Table | None = None
         out = self._emit(self.input_wm)
-        return out, _concat(errors, self.final_errors)
+        return out, concat_optional(errors, self.final_errors)
 
     def _absorb(self, rows: pa.Table) -> pa.Table | None:
         spec = self.spec
         gap, lateness = spec.gap_us, spec.allowed_lateness_us
         rows, missing = split_missing_time(rows, spec.time_column, stream=spec.source_stream, step_id=self.step_id)
         x, errs = run_rows(self.con, spec.filter_sql, "__input", rows, stream=spec.source_stream, step_id=self.step_id)
-        errs = _concat(missing, errs)
+        errs = concat_optional(missing, errs)
         if x is None or x.num_rows == 0:
             return errs
         times = x["__t"].to_pylist()
@@ -124,7 +125,7 @@ class SessionAggOperator:
                 if is_late
             ]
             cols = [c for c in late_rows.column_names if not c.startswith("__t") and not c.startswith("__pk")]
-            errs = _concat(
+            errs = concat_optional(
                 errs,
                 error_rows(
                     late_rows.select(cols),
@@ -260,14 +261,6 @@ class SessionAggOperator:
         self.buffer = [snap["buffer"]] if snap["buffer"] is not None else []
         self.next_id, self.emitted = snap["next_id"], dict(snap["emitted"])
         self.fired, self.out_seq = set(snap["fired"]), snap["out_seq"]
-
-
-def _concat(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return pa.concat_tables([a, b])
 
 
 __all__ = ["SessionAggOperator", "pc"]

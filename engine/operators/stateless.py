@@ -8,7 +8,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.operators.base import error_rows, run_rows
+from engine.operators.base import concat_optional, error_rows, run_rows
 from engine.plan.logical import StatelessSpec
 from engine.runtime.clock import EventClock
 from engine.types import MAX_TIME, MIN_TIME, WM_COL
@@ -38,8 +38,7 @@ class StatelessOperator:
             return out, errors
         if out is not None and out.num_rows:
             out, missing = self._restamp(out)
-            if missing is not None:
-                errors = missing if errors is None else pa.concat_tables([errors, missing])
+            errors = concat_optional(errors, missing)
         own = MAX_TIME if watermark == MAX_TIME else self.clock.watermark
         self.watermark = max(self.watermark, own)
         return out, errors

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.operators.base import (
+    concat_optional,
     diff_results,
     error_rows,
     fmt_us,
@@ -72,7 +73,7 @@ class WindowAggOperator:
         self.input_wm = max(self.input_wm, watermark)
         self.final_errors = None
         out = self._emit(self.input_wm)
-        return out, _concat(errors, self.final_errors)
+        return out, concat_optional(errors, self.final_errors)
 
     def _absorb(self, rows: pa.Table) -> tuple[pa.Table | None, pa.Table | None]:
         spec, lateness = self.spec, self.spec.allowed_lateness_us
@@ -87,26 +88,26 @@ class WindowAggOperator:
             late = we + lateness <= rows[WM_COL].to_numpy(zero_copy_only=False)
             if spec.arrow is not None:
                 if late.any():
-                    errs = _concat(errs, self._late_errors(x.filter(pa.array(late)), x.filter(pa.array(~late))))
+                    errs = concat_optional(errs, self._late_errors(x.filter(pa.array(late)), x.filter(pa.array(~late))))
                     x = x.filter(pa.array(~late))
                 return (self._arrow_partial(x) if x.num_rows else None), errs
             if not late.any():
                 pre, eval_errs = run_rows(
                     self.con, spec.fast_pre_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id
                 )
-                return pre, _concat(errs, eval_errs)
+                return pre, concat_optional(errs, eval_errs)
             if spec.fast_filter_sql:
                 x, eval_errs = run_rows(
                     self.con, spec.fast_filter_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id
                 )
-                errs = _concat(errs, eval_errs)
+                errs = concat_optional(errs, eval_errs)
                 if x is None or x.num_rows == 0:
                     return None, errs
         else:
             x, eval_errs = run_rows(
                 self.con, spec.expand_sql, "__input", rows, stream=spec.source_stream, step_id=self.step_id
             )
-            errs = _concat(errs, eval_errs)
+            errs = concat_optional(errs, eval_errs)
             if x is None or x.num_rows == 0:
                 return None, errs
         we_arr = x["__we"].to_numpy(zero_copy_only=False)
@@ -115,12 +116,12 @@ class WindowAggOperator:
         else:
             late = we_arr + lateness <= x[WM_COL].to_numpy(zero_copy_only=False)
         if late.any():
-            errs = _concat(errs, self._late_errors(x.filter(pa.array(late)), x.filter(pa.array(~late))))
+            errs = concat_optional(errs, self._late_errors(x.filter(pa.array(late)), x.filter(pa.array(~late))))
             x = x.filter(pa.array(~late))
         if x.num_rows == 0:
             return None, errs
         pre, eval_errs = run_rows(self.con, spec.pre_sql, "__x", x, stream=spec.source_stream, step_id=self.step_id)
-        return pre, _concat(errs, eval_errs)
+        return pre, concat_optional(errs, eval_errs)
 
     def _late_errors(self, late: pa.Table, kept: pa.Table) -> pa.Table:
         """One error row per late row (a HOP row late for several windows is still one row)."""
@@ -364,11 +365,3 @@ def _in_group_order(table: pa.Table) -> pa.Table:
 
 def _drop_ids(table: pa.Table) -> pa.Table:
     return table.select([c for c in table.column_names if not c.startswith("__")])
-
-
-def _concat(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return pa.concat_tables([a, b])
