@@ -120,7 +120,7 @@ def _read_program(path: Path) -> str:
 def _compile(path: Path, sources: _Bindings, lateness_us: int = 0) -> tuple[Program, dict[str, Any]]:
     """Compile a program, discovering the schema of undeclared streams from their sources."""
     from connectors import open_source
-    from engine.formats.discover import discover_schema
+    from engine.formats.discover import discover_schema, with_metadata
 
     text = _read_program(path)
     opened: dict[str, Any] = {}
@@ -139,9 +139,10 @@ def _compile(path: Path, sources: _Bindings, lateness_us: int = 0) -> tuple[Prog
         schema = source.schema()
         if schema is not None:
             return schema
-        return discover_schema(
+        discovered = discover_schema(
             source.sample(SAMPLE_ROWS), source.format or "json", getattr(source, "csv_options", None)
         )
+        return with_metadata(discovered, getattr(source, "metadata_schema", None))
 
     program = compile_program(text, str(path), resolve, PlanOptions(allowed_lateness_us=lateness_us))
     return program, opened
@@ -272,8 +273,11 @@ def run(
         typer.Option("--max-ahead", help="Event times further ahead of the wall clock than this are errors."),
     ] = None,
     checkpoint_dir: Annotated[
-        Path | None,
-        typer.Option("--checkpoint-dir", help="Save offsets and state here, and resume from the last checkpoint."),
+        str | None,
+        typer.Option(
+            "--checkpoint-dir",
+            help="Save offsets and state here (a directory or s3://BUCKET/PREFIX) and resume from the last checkpoint.",
+        ),
     ] = None,
     checkpoint_interval: Annotated[
         str, typer.Option("--checkpoint-interval", help="How often to checkpoint (with --checkpoint-dir).")
@@ -281,6 +285,13 @@ def run(
     max_record_size: Annotated[
         str, typer.Option("--max-record-size", help="Largest accepted record (bytes, or 512KiB, 1MiB).")
     ] = "1MiB",
+    until_idle: Annotated[
+        str | None,
+        typer.Option(
+            "--until-idle",
+            help="End the run (flush, commit, checkpoint) once every source has been idle this long (30s, 5m).",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run a program until its inputs end (or forever, for an unbounded source)."""
@@ -307,12 +318,14 @@ def run(
             max_record_bytes=_size(max_record_size),
             max_ahead_us=_duration(max_ahead, "--max-ahead"),
         )
+        if until_idle is not None:
+            options.until_idle_s = (_duration(until_idle, "--until-idle") or 0) / 1e6
         store = None
         if checkpoint_dir is not None:
             from engine.runtime.checkpoint import CheckpointStore, program_fingerprint
 
             options.checkpoint_interval_s = (_duration(checkpoint_interval, "--checkpoint-interval") or 0) / 1e6
-            store = CheckpointStore(checkpoint_dir, program_fingerprint(prog.text))
+            store = CheckpointStore(checkpoint_dir, program_fingerprint(prog.text), where="--checkpoint-dir")
         runner = Runner(prog, bound_sources, bound_sinks, error_sink, options, checkpoints=store)
         with _graceful_stop(runner):
             stats = runner.run()

@@ -74,6 +74,18 @@ def discover_schema(
     return pa.schema([pa.field(name, _type_for(seen)) for name, seen in kinds.items()])
 
 
+def with_metadata(schema: pa.Schema, metadata: pa.Schema | None) -> pa.Schema:
+    """A discovered schema plus the columns its source supplies itself (Kinesis's
+    ``APPROXIMATE_ARRIVAL_TIME``, ``PARTITION_KEY``, ...), unless a record field has that name."""
+    if metadata is None:
+        return schema
+    taken = {name.lower() for name in schema.names}
+    for field in metadata:
+        if field.name.lower() not in taken:
+            schema = schema.append(field)
+    return schema
+
+
 def _json_kinds(payloads: list[bytes]) -> dict[str, set[str]] | None:
     kinds: dict[str, set[str]] = {}
     found = False

@@ -23,7 +23,7 @@ from engine.plan.logical import Program, StreamDef
 from engine.runtime.checkpoint import CheckpointStore
 from engine.runtime.faults import crash_point as _crash_point
 from engine.runtime.pipeline import Pipeline, TickResult
-from engine.types import ERROR_SCHEMA, MAX_TIME, Epoch, visible
+from engine.types import ERROR_SCHEMA, MAX_TIME, SEQ_COL, Epoch, visible
 
 ERRORS_KEY = "__errors__"  # the error sink's key among the sinks' checkpoint states
 
@@ -43,6 +43,7 @@ class RunOptions:
     checkpoint_interval_s: float = 10.0  # with a checkpoint store: how often state is saved
     max_ahead_us: int | None = None  # rows whose event time is further ahead of now go to errors
     stop_after_batches: int | None = None  # tests: checkpoint after this many batches and stop there
+    until_idle_s: float | None = None  # end the run once no source has had rows for this long
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 
@@ -67,12 +68,18 @@ class _Input:
 
         stream = program.streams[key]
         self.key, self.source = key, source
+        self.schema = stream.schema
         fmt = source.format or "json"
+        # Columns the source itself supplies (Kinesis: APPROXIMATE_ARRIVAL_TIME, PARTITION_KEY, ...)
+        # are taken from the raw batch, not decoded from the payload.
+        self.metadata = _metadata_columns(source, stream.schema)
+        payload_schema = pa.schema([f for f in stream.schema if f.name not in self.metadata])
+        time_column = stream.time_column if stream.time_column not in self.metadata else None
         self.decoder = Decoder(
             stream.name,
-            stream.schema,
+            payload_schema,
             fmt,
-            time_column=stream.time_column,
+            time_column=time_column,
             max_record_bytes=options.max_record_bytes,
             csv_options=getattr(source, "csv_options", None),
         )
@@ -87,9 +94,22 @@ class _Input:
         self.wm_at_last_rows: int | None = None
 
     def decode(self, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
-        if self.source.kind == "raw":
-            return self.decoder.decode(batch)
-        return self.decoder.conform(batch)
+        if self.source.kind != "raw":
+            return self.decoder.conform(batch)
+        rows, errors = self.decoder.decode(batch)
+        if not self.metadata:
+            return rows, errors
+        # Decoded rows are a subset of the batch's records, found again by their offset.
+        where = pc.index_in(rows[SEQ_COL], value_set=batch.column("offset"))
+        columns = []
+        for field_ in self.schema:
+            if field_.name in self.metadata:
+                values = batch.column(self.metadata[field_.name]).take(where)
+                columns.append(values.cast(field_.type))
+            else:
+                columns.append(rows[field_.name])
+        columns.append(rows[SEQ_COL])
+        return pa.table(columns, schema=self.schema.append(pa.field(SEQ_COL, pa.int64()))), errors
 
 
 class Runner:
@@ -115,6 +135,7 @@ class Runner:
         self.checkpoints = checkpoints
         self.last_checkpoint = self.last_commit
         self.stop_requested = False
+        self.last_rows_any = self.last_commit  # for --until-idle
 
     def _all_sinks(self) -> dict[str, Sink]:
         sinks = dict(self.sinks)
@@ -151,7 +172,11 @@ class Runner:
                 for item in self.inputs:
                     if not item.done:
                         got_rows |= self._poll(item)
-                if not got_rows and not all(i.done for i in self.inputs):
+                if got_rows:
+                    self.last_rows_any = self.options.clock()
+                elif not all(i.done for i in self.inputs):
+                    if self._idle_for_good():
+                        continue
                     self._idle_advance()
                     self.options.sleep(self.options.batch_interval_s)
             self.checkpoint()
@@ -229,6 +254,19 @@ class Runner:
         self._deliver(result, errors)
         return True
 
+    def _idle_for_good(self) -> bool:
+        """``--until-idle``: after that long without rows from any source, treat every source as
+        ended (windows flush unless ``flush`` is off); the loop then checkpoints and returns."""
+        limit = self.options.until_idle_s
+        if limit is None or self.options.clock() - self.last_rows_any < limit:
+            return False
+        for item in self.inputs:
+            if not item.done:
+                item.done = True
+                if self.options.flush:
+                    self._deliver(self.pipeline.advance(item.key, MAX_TIME), None)
+        return True
+
     def _idle_advance(self) -> None:
         """A quiet source's watermark moves on with processing time after the idle timeout."""
         now = self.options.clock()
@@ -272,6 +310,15 @@ class Runner:
         elif now - self.last_commit >= self.options.commit_interval_s:
             self.last_commit = now
             self.checkpoint()
+
+
+def _metadata_columns(source: Source, schema: pa.Schema) -> dict[str, str]:
+    """Stream column -> raw batch column, for the columns a source supplies (matched ignoring case)."""
+    offered = getattr(source, "metadata_schema", None)
+    if source.kind != "raw" or offered is None:
+        return {}
+    by_lower = {name.lower(): name for name in offered.names}
+    return {f.name: by_lower[f.name.lower()] for f in schema if f.name.lower() in by_lower}
 
 
 def _reject_future(rows: pa.Table, stream: StreamDef, max_ahead_us: int) -> tuple[pa.Table, pa.Table | None]:
