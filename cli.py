@@ -53,6 +53,14 @@ SinkOpt = Annotated[
         "--sink", "-o", help="[NAME=]URI to write a result to: a path (.jsonl .csv .parquet), file:PATH, - (stdout)."
     ),
 ]
+ReferenceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reference",
+        "-r",
+        help="NAME=URI of a table to join (CSV, JSON lines, Parquet; path or s3://), loaded whole; kill -HUP reloads.",
+    ),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show a traceback for errors.")]
 
 
@@ -117,9 +125,16 @@ def _read_program(path: Path) -> str:
         raise DuckstreamError(f"cannot read {path}: {err}", where="PROGRAM") from None
 
 
-def _compile(path: Path, sources: _Bindings, lateness_us: int = 0) -> tuple[Program, dict[str, Any]]:
-    """Compile a program, discovering the schema of undeclared streams from their sources."""
+def _compile(
+    path: Path, sources: _Bindings, lateness_us: int = 0, references: _Bindings | None = None
+) -> tuple[Program, dict[str, Any], dict[str, Any]]:
+    """Compile a program, discovering the schema of undeclared streams from their sources.
+
+    Returns the program, the sources opened for discovery and the reference tables it joins
+    (``--reference NAME=URI``, or a ``--source NAME=URI`` whose name the program only joins).
+    """
     from connectors import open_source
+    from connectors.reference import ReferenceTable
     from engine.formats.discover import discover_schema, with_metadata
 
     text = _read_program(path)
@@ -144,8 +159,26 @@ def _compile(path: Path, sources: _Bindings, lateness_us: int = 0) -> tuple[Prog
         )
         return with_metadata(discovered, getattr(source, "metadata_schema", None))
 
-    program = compile_program(text, str(path), resolve, PlanOptions(allowed_lateness_us=lateness_us))
-    return program, opened
+    refs = references or _Bindings(None, "--reference")
+    tables: dict[str, Any] = {}
+
+    def reference(name: str) -> pa.Schema | None:
+        key = name.lower()
+        if key in refs.named:
+            where, uri = f"--reference {name}", refs.named[key]
+        elif key in sources.named:  # joined, never read as a stream: KDA's reference data source
+            where, uri = f"--source {name}", sources.named.pop(key)
+        else:
+            return None
+        tables[key] = ReferenceTable(name, uri, where)
+        return tables[key].table().schema
+
+    options = PlanOptions(allowed_lateness_us=lateness_us, reference=reference)
+    program = compile_program(text, str(path), resolve, options)
+    extra = sorted(set(refs.named) - set(program.references))
+    if extra:
+        raise ConnectorError(f"{extra[0]!r} is not a table this program joins", where="--reference")
+    return program, opened, tables
 
 
 def _declares_unbound_table(text: str, path: str) -> bool:
@@ -246,6 +279,7 @@ def run(
     program: Annotated[Path, typer.Argument(help="The .sql program to run.")],
     source: SourceOpt = None,
     sink: SinkOpt = None,
+    reference: ReferenceOpt = None,
     errors: Annotated[str | None, typer.Option("--errors", help="URI for error rows (default: stderr).")] = None,
     batch_rows: Annotated[
         int, typer.Option("--batch-rows", min=1, help="Most rows read from a source per micro-batch.")
@@ -305,7 +339,7 @@ def run(
         idle_us = _duration(idle_timeout, "--idle-timeout")
         sources = _Bindings(source, "--source")
         sinks = _Bindings(sink, "--sink")
-        prog, opened = _compile(program, sources, lateness)
+        prog, opened, tables = _compile(program, sources, lateness, _Bindings(reference, "--reference"))
         bound_sources = _bind_sources(prog, sources, opened)
         bound_sinks = _bind_sinks(prog, sinks)
         error_sink = open_sink(errors, "errors", where="--errors") if errors else _StderrErrors()
@@ -326,7 +360,8 @@ def run(
 
             options.checkpoint_interval_s = (_duration(checkpoint_interval, "--checkpoint-interval") or 0) / 1e6
             store = CheckpointStore(checkpoint_dir, program_fingerprint(prog.text), where="--checkpoint-dir")
-        runner = Runner(prog, bound_sources, bound_sinks, error_sink, options, checkpoints=store)
+        runner = Runner(prog, bound_sources, bound_sinks, error_sink, options, checkpoints=store, references=tables)
+        runner.on_warning = lambda message: print(f"duckstream: {message}", file=sys.stderr)
         with _graceful_stop(runner):
             stats = runner.run()
         _summary(stats)
@@ -350,6 +385,8 @@ def _graceful_stop(runner: Any) -> Iterator[None]:
         runner.request_stop()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if hasattr(signal, "SIGHUP"):  # reload reference tables, as a daemon rereads its configuration
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: runner.request_reload())
     try:
         yield
     finally:
@@ -416,6 +453,7 @@ def _summary(stats: Any) -> None:
 def explain(
     program: Annotated[Path, typer.Argument(help="The .sql program to explain.")],
     source: SourceOpt = None,
+    reference: ReferenceOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Print the plan: streams, the operators between them, and the DuckDB SQL each one runs."""
@@ -423,7 +461,7 @@ def explain(
     def body() -> None:
         from engine.plan.explain import describe, render
 
-        prog, _ = _compile(program, _Bindings(source, "--source"))
+        prog, _, _ = _compile(program, _Bindings(source, "--source"), references=_Bindings(reference, "--reference"))
         if sys.stdout.isatty():
             Console(highlight=False).print(render(prog))
         else:
@@ -436,12 +474,13 @@ def explain(
 def check(
     program: Annotated[Path, typer.Argument(help="The .sql program to check.")],
     source: SourceOpt = None,
+    reference: ReferenceOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Check a program without running it: syntax, streams, columns, types, windows."""
 
     def body() -> None:
-        prog, _ = _compile(program, _Bindings(source, "--source"))
+        prog, _, _ = _compile(program, _Bindings(source, "--source"), references=_Bindings(reference, "--reference"))
         outputs = ", ".join(o.name for o in prog.outputs)
         print(f"{program}: ok ({len(prog.operators)} operators; reads {_names(prog, prog.sources)}; writes {outputs})")
 

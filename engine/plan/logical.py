@@ -68,6 +68,7 @@ class StatelessSpec(OperatorSpec):
     sql: str = ""
     retime_column: str | None = None
     retime_delay_us: int = 0
+    references: tuple[str, ...] = ()  # reference tables the SQL joins (registered as ``__ref_<key>``)
 
     def sql_parts(self) -> list[tuple[str, str]]:
         return [("per batch", self.sql)]
@@ -142,6 +143,20 @@ class OutputDef:
     where: str | None = None
 
 
+@dataclass(frozen=True)
+class ReferenceDef:
+    """A table joined whole by row-by-row queries (``--reference NAME=URI``): loaded at start,
+    reloadable, never windowed. The SQL sees it as ``__ref_<key>``."""
+
+    name: str
+    key: str
+    schema: pa.Schema
+
+    @property
+    def table_name(self) -> str:
+        return f"__ref_{self.key}"
+
+
 @dataclass
 class Program:
     """A planned program: streams, operators in run order, sources to read, outputs to write."""
@@ -152,6 +167,7 @@ class Program:
     operators: list[OperatorSpec]
     sources: list[str]  # stream keys read from outside
     outputs: list[OutputDef]
+    references: dict[str, ReferenceDef] = field(default_factory=dict)  # key -> reference table
 
     def stream(self, key: str) -> StreamDef:
         """The stream called ``key`` (case-insensitive)."""

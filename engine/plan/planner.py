@@ -25,6 +25,7 @@ from engine.plan.logical import (
     OperatorSpec,
     OutputDef,
     Program,
+    ReferenceDef,
     SessionAggSpec,
     StatelessSpec,
     StreamDef,
@@ -55,6 +56,9 @@ class PlanOptions:
     """Program-wide settings that the command line can give (table options override them)."""
 
     allowed_lateness_us: int = 0
+    # Reference tables (``--reference NAME=URI``, or a --source that a program only joins):
+    # name -> schema, None if the name is no reference table.
+    reference: SchemaResolver | None = None
 
 
 @dataclass
@@ -226,6 +230,7 @@ class _Planner:
         self.changelog: set[str] = set()  # streams whose rows are changes (EMIT CHANGES, corrections)
         self.origin: dict[str, str] = {}  # derived stream key -> name of the source its rows come from
         self.retimed: set[str] = set()  # INSERT targets with their own WATERMARK: time starts again there
+        self.references: dict[str, ReferenceDef] = {}
 
     # ------------------------------------------------------------------ statements
     def plan(self) -> Program:
@@ -239,7 +244,7 @@ class _Planner:
         if not self.outputs:
             raise PlanError("the program produces nothing: add a SELECT or an INSERT INTO", 1, 1)
         sources = [k for k in self.streams if k in self.read and k not in self.producers]
-        return Program(self.text, self.path, self.streams, self.operators, sources, self.outputs)
+        return Program(self.text, self.path, self.streams, self.operators, sources, self.outputs, self.references)
 
     def _statement(self, stmt: exp.Expr) -> None:
         if isinstance(stmt, exp.Semicolon):  # an empty statement: a comment after the last ';'
@@ -558,8 +563,6 @@ class _Planner:
         return stream
 
     def _select(self, select: exp.Select, name: str, emit: str, scope: _Scope) -> tuple[OperatorSpec, pa.Schema]:
-        if select.args.get("joins"):
-            raise _err(select.args["joins"][0], "joins are not supported yet")
         from_ = select.args.get("from_") or select.args.get("from")
         if from_ is None:
             raise _err(select, "a streaming query needs FROM <stream>")
@@ -583,6 +586,8 @@ class _Planner:
             alias = source.alias or source.name
         else:
             raise _err(source, f"unsupported FROM item {source.sql()[:40]!r}")
+        if select.args.get("joins"):
+            return self._lookup_join(select, stream, alias, tvf, name)
         for bad, what in ((exp.Order, "ORDER BY"), (exp.Limit, "LIMIT")):
             node = select.args.get(bad.__name__.lower())
             if node is not None and not (bad is exp.Order and (select.args.get("group") or tvf)):
@@ -711,6 +716,102 @@ class _Planner:
         schema = self._dry(sql, {"__input": self._input_schema(stream)}, select)
         self._lineage_add(name.lower(), select, stream)
         return StatelessSpec(step, stream.key, name.lower(), sql=sql), schema
+
+    # ------------------------------------------------------------------ lookup joins
+    def _reference(self, table: exp.Table) -> ReferenceDef | None:
+        key = table.name.lower()
+        if key in self.references:
+            return self.references[key]
+        if key in self.streams or self.options.reference is None:
+            return None
+        schema = self.options.reference(table.name)
+        if schema is None:
+            return None
+        self.references[key] = ReferenceDef(table.name, key, schema)
+        return self.references[key]
+
+    def _lookup_join(
+        self, select: exp.Select, stream: StreamDef, alias: str, tvf: WindowTVF | None, name: str
+    ) -> tuple[OperatorSpec, pa.Schema]:
+        """A stream joined row by row with reference tables: each batch joins the whole tables."""
+        joins = select.args["joins"]
+        grouped = bool(select.args.get("group")) or bool(
+            _aggregate_units(list(select.expressions) + [select.args.get("having") or exp.Null()])
+        )
+        if tvf is not None or grouped:
+            raise _err(
+                joins[0],
+                "a join and a window or GROUP BY in one SELECT is not supported yet",
+                hint="join in a view (or pump) first, then window the view",
+            )
+        for window in select.find_all(exp.Window):
+            raise _err(window, "OVER (...) windows are not supported yet")
+        for bad, what in ((exp.Order, "ORDER BY"), (exp.Limit, "LIMIT")):
+            node = select.args.get(bad.__name__.lower())
+            if node is not None:
+                raise _err(node, f"{what} is not supported on an unbounded stream")
+        body = select.copy()
+        body.set("from_", exp.From(this=exp.to_table("__input").as_(alias, quoted=True)))
+        names = {alias.lower(), stream.name.lower()}
+        inputs = {"__input": self._input_schema(stream)}
+        columns: dict[str, set[str]] = {alias.lower(): {f.name.lower() for f in stream.schema}}
+        used: list[str] = []
+        for join, original in zip(body.args["joins"], joins):
+            table = join.this
+            side, kind = (join.side or "").upper(), (join.kind or "").upper()
+            ref = self._reference(table) if isinstance(table, exp.Table) else None
+            if ref is None:
+                raise _err(
+                    original.this,
+                    "only reference tables can be joined to a stream for now",
+                    hint="load it with --reference NAME=URI; stream-to-stream joins are not supported yet",
+                )
+            if side in ("RIGHT", "FULL") or kind in ("CROSS", "SEMI", "ANTI", "ASOF"):
+                raise _err(
+                    original, f"{(side or kind)} JOIN with a reference table is not supported; use JOIN or LEFT JOIN"
+                )
+            if join.args.get("on") is None and not join.args.get("using"):
+                raise _err(original, "a join with a reference table needs ON or USING")
+            ref_alias = table.alias or table.name
+            join.set("this", exp.to_table(ref.table_name).as_(ref_alias, quoted=True))
+            names.add(ref_alias.lower())
+            columns[ref_alias.lower()] = {f.name.lower() for f in ref.schema}
+            inputs[ref.table_name] = ref.schema
+            used.append(ref.key)
+        for column in body.find_all(exp.Column):
+            if isinstance(column.this, exp.Star) or _inside_subquery(column, body):
+                continue
+            table_name = column.table.lower() if column.table else ""
+            if table_name and table_name not in names:
+                raise _err(column, f'unknown table or alias "{column.table}"')
+            pool = columns.get(table_name, set()) if table_name else set().union(*columns.values())
+            aliases = {e.alias.lower() for e in body.expressions if isinstance(e, exp.Alias)}
+            if column.name.lower() not in pool and column.name.lower() not in aliases:
+                raise _err(column, f'unknown column "{column.name}"')
+        star = any(
+            isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+            for e in body.expressions
+        )
+        if not star:  # a * brings the input's hidden columns itself (reference tables have none)
+            hidden = [exp.column(c, table=alias, quoted=True) for c in (SEQ_COL, WM_COL)]
+            body.set("expressions", [*body.expressions, *hidden])
+        sql = _sql(body)
+        schema = self._dry(sql, inputs, select)
+        own = select.copy()
+        own.set(
+            "expressions",
+            [
+                e
+                for e in own.expressions
+                if not any(
+                    c.table and c.table.lower() not in {alias.lower(), stream.name.lower()}
+                    for c in e.find_all(exp.Column)
+                )
+            ],
+        )
+        self._lineage_add(name.lower(), own, stream)
+        step = self._step_id(f"{name}/join")
+        return StatelessSpec(step, stream.key, name.lower(), sql=sql, references=tuple(used)), schema
 
     def _time_column(self, tvf: WindowTVF, stream: StreamDef) -> str:
         col = tvf.args["timecol"].name

@@ -13,12 +13,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.base import Sink, Source
-from engine.errors import RecordError
+from engine.errors import ConnectorError, DuckstreamError, RecordError
 from engine.plan.logical import Program, StreamDef
 from engine.runtime.checkpoint import CheckpointStore
 from engine.runtime.faults import crash_point as _crash_point
@@ -26,6 +27,13 @@ from engine.runtime.pipeline import Pipeline, TickResult
 from engine.types import ERROR_SCHEMA, MAX_TIME, SEQ_COL, Epoch, visible
 
 ERRORS_KEY = "__errors__"  # the error sink's key among the sinks' checkpoint states
+
+
+class ReferenceLoader(Protocol):
+    """A reference table's data (``connectors.reference.ReferenceTable``)."""
+
+    def table(self) -> pa.Table: ...
+    def reload(self) -> pa.Table: ...
 
 
 @dataclass
@@ -124,9 +132,18 @@ class Runner:
         options: RunOptions | None = None,
         on_error: Callable[[pa.Table], None] | None = None,
         checkpoints: CheckpointStore | None = None,
+        references: Mapping[str, ReferenceLoader] | None = None,
     ) -> None:
         self.program, self.options = program, options or RunOptions()
         self.pipeline = Pipeline(program)
+        self.references = dict(references or {})
+        missing = sorted(set(program.references) - set(self.references))
+        if missing:
+            raise ConnectorError(f"no data for reference table {program.references[missing[0]].name}")
+        for key, loader in self.references.items():
+            self.pipeline.set_reference(key, loader.table())
+        self.reload_requested = False
+        self.reload_failures: list[str] = []
         self.inputs = [_Input(key, sources[key], program, self.options) for key in program.sources]
         self.sinks, self.error_sink, self.on_error = sinks, error_sink, on_error
         self.stats = RunStats()
@@ -135,6 +152,8 @@ class Runner:
         self.checkpoints = checkpoints
         self.last_checkpoint = self.last_commit
         self.stop_requested = False
+        self.pending = False  # the epoch has had rows or errors delivered since its start
+        self.on_warning: Callable[[str], None] | None = None
         self.last_rows_any = self.last_commit  # for --until-idle
 
     def _all_sinks(self) -> dict[str, Sink]:
@@ -168,6 +187,8 @@ class Runner:
                 ):
                     self.checkpoint()
                     return self.stats
+                if self.reload_requested:
+                    self._reload()
                 got_rows = False
                 for item in self.inputs:
                     if not item.done:
@@ -178,6 +199,7 @@ class Runner:
                     if self._idle_for_good():
                         continue
                     self._idle_advance()
+                    self._maybe_commit()
                     self.options.sleep(self.options.batch_interval_s)
             self.checkpoint()
         finally:
@@ -187,6 +209,20 @@ class Runner:
             for sink in self._all_sinks().values():
                 sink.close()
         return self.stats
+
+    def request_reload(self) -> None:
+        """Read every reference table again before the next batch (the CLI does on SIGHUP)."""
+        self.reload_requested = True
+
+    def _reload(self) -> None:
+        self.reload_requested = False
+        for key, loader in self.references.items():
+            try:
+                self.pipeline.set_reference(key, loader.reload())
+            except DuckstreamError as err:  # a bad new version: keep the old table, say why
+                self.reload_failures.append(str(err))
+                if self.on_warning is not None:
+                    self.on_warning(str(err))
 
     def request_stop(self) -> None:
         """Finish the batch in flight, checkpoint, and return from ``run`` (graceful stop)."""
@@ -217,6 +253,7 @@ class Runner:
                 _crash_point("mid-commit")
             sink.commit(epoch)
         self.epoch = Epoch(epoch + 1)
+        self.pending = False
 
     def _restore(self, epoch: int, state: dict) -> None:
         self.epoch = Epoch(epoch + 1)
@@ -303,6 +340,14 @@ class Runner:
                 self.stats.rows_out[key] += out.num_rows
                 if sink is not None and out.num_rows:
                     sink.write(self.epoch, out)
+        self.pending = True
+        self._maybe_commit()
+
+    def _maybe_commit(self) -> None:
+        """End the epoch once its interval has passed and it holds something (also while idle,
+        so rows written just before a quiet spell do not wait for the next batch)."""
+        if not self.pending:
+            return
         now = self.options.clock()
         if self.checkpoints is not None:
             if now - self.last_checkpoint >= self.options.checkpoint_interval_s:

@@ -64,6 +64,13 @@ class Pipeline:
         self.output_keys = {o.stream for o in program.outputs}
         self.last_input_wm = [MIN_TIME] * len(self.operators)
 
+    def set_reference(self, key: str, table: pa.Table) -> None:
+        """Use ``table`` as reference table ``key`` from the next batch on (start or reload)."""
+        ref = self.program.references[key]
+        if table.schema != ref.schema:
+            table = table.select([f.name for f in ref.schema]).cast(ref.schema)
+        self.con.register(ref.table_name, table)
+
     def stream_watermark(self, key: str) -> int:
         """A stream's watermark: its clock's for a source, else the slowest of its producers'."""
         if key in self.clocks:
