@@ -1,4 +1,4 @@
-"""Checkpoints under an s3:// prefix, against a real S3-protocol server (moto) on 127.0.0.1."""
+"""S3 as the runtime uses it: checkpoints under s3:// and reference tables from s3:// objects (real moto server)."""
 
 from __future__ import annotations
 
@@ -84,3 +84,27 @@ def test_s3_checkpoints_hold_no_credentials(moto: MotoServer, monkeypatch: pytes
     run_program(compile_program(SQL), {"t": _batches()}, _options(stop=2), checkpoint_dir="s3://ckpts/z")
     for obj in s3.list_objects_v2(Bucket="ckpts")["Contents"]:
         assert secret.encode() not in s3.get_object(Bucket="ckpts", Key=obj["Key"])["Body"].read()
+
+
+def test_a_reference_table_from_an_s3_object_joins_the_stream(moto: MotoServer, tmp_path) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket="refdata")
+    s3.put_object(Bucket="refdata", Key="companies.json", Body=b'{"ticker": "AMZN", "company": "Amazon"}\n')
+    sql = tmp_path / "join.sql"
+    sql.write_text(
+        "CREATE TABLE trades (ts TIMESTAMP, sym VARCHAR, WATERMARK FOR ts AS ts);\n"
+        "SELECT t.sym, c.company FROM trades t LEFT JOIN companies c ON t.sym = c.ticker;\n"
+    )
+    data = tmp_path / "trades.jsonl"
+    data.write_text('{"ts": "2024-01-01T00:00:01Z", "sym": "AMZN"}\n{"ts": "2024-01-01T00:00:02Z", "sym": "IBM"}\n')
+    out = tmp_path / "out.jsonl"
+    args = ["run", str(sql), "-s", f"trades={data}", "-o", str(out)]
+    result = CliRunner().invoke(app, [*args, "-r", "companies=s3://refdata/companies.json"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().splitlines() == ['{"sym":"AMZN","company":"Amazon"}', '{"sym":"IBM","company":null}']
+    result = CliRunner().invoke(app, [*args, "-r", "companies=s3://refdata/missing.json"])
+    assert result.exit_code == 2 and "s3://refdata/missing.json does not exist" in result.output
