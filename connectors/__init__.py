@@ -8,6 +8,7 @@ URI                                    WITH (...)
 ``data.jsonl``, ``file:data.csv``       ``'connector' = 'file', 'path' = 'data.csv'``
 ``-`` (stdin / stdout)                 ``'connector' = 'stdin'`` / ``'stdout'`` (or ``'-'``)
 ``demo:ticker?rows=1000&seed=7``       ``'connector' = 'demo', 'rows' = '1000'``
+``s3://bucket/prefix?format=parquet``  ``'connector' = 's3', 'path' = 's3://bucket/prefix'`` (sink)
 =====================================  =====================================================
 
 Options go in the URI query (``data.csv?header=false&delimiter=;``) or the ``WITH`` clause; every
@@ -34,6 +35,7 @@ from connectors.base import Sink, Source
 from connectors.demo import DemoSource
 from connectors.file import FileSink, FileSource
 from connectors.options import Options
+from connectors.s3 import S3Sink
 from connectors.stdio import StdinSource, StdoutSink
 from engine.errors import ConnectorError
 
@@ -50,6 +52,7 @@ SINKS: dict[str, SinkFactory] = {
     "file": FileSink.from_uri,
     "-": StdoutSink.from_uri,
     "stdout": StdoutSink.from_uri,
+    "s3": S3Sink.from_uri,
 }
 
 # WITH keys that describe the stream to the engine, not the connector: open_* ignores them.
