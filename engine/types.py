@@ -22,6 +22,11 @@ SEQ_COL = "__seq"  # int64: the row's position in its source (0-based), stable a
 WM_COL = "__wm"  # int64 us: the watermark just *before* this row arrived (per-row lateness)
 HIDDEN_PREFIX = "__"
 
+# A JSON stream's column for the fields no other column takes (a JSON object as text, NULL if
+# none). Streams whose schema is discovered get it, so fields that appear later are kept; JSON
+# output merges it back into each record.
+EXTRA_COL = "_extra"
+
 # Columns that window table functions add.
 WINDOW_START, WINDOW_END, WINDOW_TIME = "window_start", "window_end", "window_time"
 

@@ -42,7 +42,7 @@ from engine.formats._coerce import Coercer, CoercionError, coercer, show, storag
 from engine.formats._vector import convert
 from engine.formats.encode import lines_buffer, row_to_json
 from engine.formats.timestamps import now_us
-from engine.types import ERROR_SCHEMA, SEQ_COL, TS_TYPE
+from engine.types import ERROR_SCHEMA, EXTRA_COL, SEQ_COL, TS_TYPE
 
 _SMALL_CHUNK = 64  # at or below this many records, go record by record
 _ERROR_PAYLOAD_LIMIT = 1024  # bytes of a too-large payload kept in its error row
@@ -127,6 +127,11 @@ class Decoder:
             self._time_index = self._names.index(time_column)
         self._not_null = [i for i, f in enumerate(schema) if not f.nullable]
         self._plans: dict[tuple[str, ...], list[str | None]] = {}
+        # JSON: the column that collects the fields no other column takes (see engine.types.EXTRA_COL)
+        self._extra_index: int | None = None
+        if fmt == "json" and EXTRA_COL in self._names and _is_textual(self._types[self._names.index(EXTRA_COL)]):
+            self._extra_index = self._names.index(EXTRA_COL)
+        self._extras: dict[tuple[str, ...], list[str]] = {}  # keys tuple -> keys that go to _extra
         self._delimiter, self._has_header = _csv_settings(csv_options, stream)
         self._header: list[str] | None = None
         self._field_index: list[int | None] = list(range(len(self._names)))
@@ -284,8 +289,15 @@ class Decoder:
         if table.num_rows != len(payloads):
             return None  # several JSON values on one line
         present = table.column_names
+        if self._extra_index is not None:
+            known = set(self._lower) - {EXTRA_COL}
+            if any(c.lower() not in known for c in present):
+                return None  # fields for _extra: the record-by-record path builds each row's object
         columns: list[pa.Array] = []
-        for low, dtype in zip(self._lower, self._types, strict=True):
+        for index, (low, dtype) in enumerate(zip(self._lower, self._types, strict=True)):
+            if index == self._extra_index:
+                columns.append(pa.nulls(len(payloads), dtype))
+                continue
             matches = [c for c in present if c.lower() == low]
             if len(matches) > 1:
                 return None  # keys differing only in case: the record-by-record path picks per row
@@ -313,7 +325,9 @@ class Decoder:
             sample = {}
         plan = self._plan(tuple(sample))
         fields: dict[str, pa.DataType] = {}
-        for key, name, dtype in zip(plan, self._names, self._types, strict=True):
+        for index, (key, name, dtype) in enumerate(zip(plan, self._names, self._types, strict=True)):
+            if index == self._extra_index:
+                continue
             key = name if key is None else key
             kind = type(sample.get(key))
             if _is_textual(dtype) or (pa.types.is_timestamp(dtype) and kind is not int):
@@ -405,6 +419,9 @@ class Decoder:
                 except CoercionError as err:
                     raise _BadValue(str(err), self._event_time(obj, plan)) from None
             row.append(value)
+        if self._extra_index is not None:
+            extra = {k: obj[k] for k in self._extras[tuple(obj)] if obj[k] is not None}
+            row[self._extra_index] = json.dumps(extra, ensure_ascii=False, separators=(",", ":")) if extra else None
         return row
 
     def _plan(self, keys: tuple[str, ...]) -> list[str | None]:
@@ -421,6 +438,11 @@ class Decoder:
         ]
         if len(self._plans) >= _PLAN_CACHE_LIMIT:
             self._plans.clear()
+            self._extras.clear()
+        if self._extra_index is not None:
+            plan[self._extra_index] = None  # a record's own "_extra" key is just another extra field
+            used = set(plan)
+            self._extras[keys] = [k for k in keys if k not in used]
         self._plans[keys] = plan
         return plan
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 from engine.errors import ConnectorError
 from engine.formats._coerce import INT_TEXT, NUMBER_TEXT
 from engine.formats.timestamps import parse_date, parse_timestamp
-from engine.types import TS_TYPE
+from engine.types import EXTRA_COL, TS_TYPE
 
 _INT_RE = re.compile(INT_TEXT)
 _NUMBER_RE = re.compile(NUMBER_TEXT)
@@ -58,7 +58,8 @@ def discover_schema(
         where: a location for error messages (the source URI).
 
     Returns:
-        An Arrow schema of nullable fields.
+        An Arrow schema of nullable fields; for JSON, with a last column ``_extra`` that keeps the
+        fields the sample did not show (``engine.types.EXTRA_COL``).
 
     Raises:
         ConnectorError: if the sample holds no readable record, or for an unknown format.
@@ -71,7 +72,10 @@ def discover_schema(
         raise ConnectorError(f"cannot discover a schema for format {fmt!r} (json or csv)", where=where)
     if kinds is None:
         raise ConnectorError("there are no records to discover a schema from", where=where)
-    return pa.schema([pa.field(name, _type_for(seen)) for name, seen in kinds.items()])
+    schema = pa.schema([pa.field(name, _type_for(seen)) for name, seen in kinds.items()])
+    if fmt == "json" and EXTRA_COL not in schema.names:
+        schema = schema.append(pa.field(EXTRA_COL, pa.string()))  # fields that appear later are kept there
+    return schema
 
 
 def with_metadata(schema: pa.Schema, metadata: pa.Schema | None) -> pa.Schema:

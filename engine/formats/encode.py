@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.formats.timestamps import format_time, format_timestamp, format_timestamps
+from engine.types import EXTRA_COL
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _JSON_ESCAPE = r'["\\\x00-\x1f]'
@@ -42,15 +43,33 @@ def to_json_lines(table: pa.Table | pa.RecordBatch) -> bytes:
     """
     if table.num_rows == 0:
         return b""
+    names = table.column_names
+    extra = None
+    if EXTRA_COL in names and pa.types.is_string(table.schema.field(EXTRA_COL).type):
+        extra = _array(table.column(EXTRA_COL))
+        names = [n for n in names if n != EXTRA_COL]
     parts: list[Any] = []
-    for i, name in enumerate(table.column_names):
+    for i, name in enumerate(names):
         parts.append(("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":")
-        parts.append(_json_column(_array(table.column(i))))
-    if not parts:
+        parts.append(_json_column(_array(table.column(name))))
+    if extra is not None:
+        parts.append(_merged_fields(extra, first=not names))
+    elif not parts:
         return b"{}\n" * int(table.num_rows)
     parts.append("}")
     lines = pc.binary_join_element_wise(*parts, "")
     return bytes(lines_buffer(lines).to_pybytes())
+
+
+def _merged_fields(extra: pa.Array, first: bool) -> pa.Array:
+    """The members of each row's ``_extra`` object, to splice into that row's JSON object
+    (``_extra`` holds the fields of a schema-less record that no column took)."""
+    inner = pc.utf8_trim_whitespace(pc.fill_null(extra, "{}"))
+    ok = pc.and_(pc.starts_with(inner, "{"), pc.ends_with(inner, "}"))
+    inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(pc.if_else(ok, inner, "{}"), 1, -1))
+    if first:
+        return pc.binary_join_element_wise("{", inner, "")
+    return pc.if_else(pc.equal(inner, ""), "", pc.binary_join_element_wise(",", inner, ""))
 
 
 def to_csv(table: pa.Table | pa.RecordBatch, header: bool = True, delimiter: str = ",") -> bytes:

@@ -29,6 +29,7 @@ def test_discover_json_types_and_first_seen_order() -> None:
             ("name", pa.string()),
             ("gone", pa.string()),
             ("mixed", pa.string()),
+            ("_extra", pa.string()),  # fields first seen after the sample are kept here
         ]
     )
 
