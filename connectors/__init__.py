@@ -8,6 +8,7 @@ URI                                    WITH (...)
 ``data.jsonl``, ``file:data.csv``       ``'connector' = 'file', 'path' = 'data.csv'``
 ``-`` (stdin / stdout)                 ``'connector' = 'stdin'`` / ``'stdout'`` (or ``'-'``)
 ``demo:ticker?rows=1000&seed=7``       ``'connector' = 'demo', 'rows' = '1000'``
+``kinesis://clicks?start=latest``      ``'connector' = 'kinesis', 'stream' = 'clicks'``
 ``s3://bucket/prefix?format=parquet``  ``'connector' = 's3', 'path' = 's3://bucket/prefix'`` (sink)
 =====================================  =====================================================
 
@@ -34,6 +35,7 @@ from urllib.parse import parse_qsl
 from connectors.base import Sink, Source
 from connectors.demo import DemoSource
 from connectors.file import FileSink, FileSource
+from connectors.kinesis import KinesisSink, KinesisSource
 from connectors.options import Options
 from connectors.s3 import S3Sink
 from connectors.stdio import StdinSource, StdoutSink
@@ -47,12 +49,14 @@ SOURCES: dict[str, SourceFactory] = {
     "-": StdinSource.from_uri,
     "stdin": StdinSource.from_uri,
     "demo": DemoSource.from_uri,
+    "kinesis": KinesisSource.from_uri,
 }
 SINKS: dict[str, SinkFactory] = {
     "file": FileSink.from_uri,
     "-": StdoutSink.from_uri,
     "stdout": StdoutSink.from_uri,
     "s3": S3Sink.from_uri,
+    "kinesis": KinesisSink.from_uri,
 }
 
 # WITH keys that describe the stream to the engine, not the connector: open_* ignores them.
