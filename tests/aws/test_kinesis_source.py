@@ -180,14 +180,16 @@ class FaultProxy:
     ``throttle[operation]`` is the number of next calls of that operation (e.g. "GetRecords")
     to answer with ProvisionedThroughputExceededException instead of forwarding them.
     ``fail_put`` decides, per PutRecords call (0-based) and entry index, whether that entry
-    fails with ProvisionedThroughputExceededException: failed entries are not forwarded, the
-    others are, and the answer merges both as AWS does. ``calls`` counts calls per operation.
+    fails (True: ProvisionedThroughputExceededException, or a string: that error code): failed
+    entries are not forwarded, the others are, and the answer merges both as AWS does.
+    ``calls`` counts calls per operation, ``put_sizes`` the entries of each PutRecords call.
     """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.throttle: dict[str, int] = defaultdict(int)
-        self.fail_put: Callable[[int, int], bool] = lambda call, index: False
+        self.fail_put: Callable[[int, int], bool | str] = lambda call, index: False
+        self.put_sizes: list[int] = []
         self.calls: dict[str, int] = defaultdict(int)
         self.failed_entries = 0
         self.lock = threading.Lock()
@@ -248,12 +250,15 @@ class FaultProxy:
         merged, it = [], iter(answers)
         for f in failing:
             if f:
-                merged.append({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded"})
+                code = f if isinstance(f, str) else "ProvisionedThroughputExceededException"
+                merged.append({"ErrorCode": code, "ErrorMessage": "injected by the test proxy"})
             else:
                 merged.append(next(it))
+        failed = sum(1 for f in failing if f)
         with self.lock:
-            self.failed_entries += sum(failing)
-        return 200, json.dumps({"FailedRecordCount": sum(failing), "Records": merged}).encode()
+            self.failed_entries += failed
+            self.put_sizes.append(len(entries))
+        return 200, json.dumps({"FailedRecordCount": failed, "Records": merged}).encode()
 
 
 @pytest.fixture()
