@@ -502,11 +502,13 @@ class _Reader:
             shard.iterator = None  # renewed from shard.position (the last record fetched) on the next call
             return
         if code == "ResourceNotFoundException":
-            self.sync()  # raises if the stream itself is gone
-            if self.shards[shard.shard_id].done:
+            self.sync()  # raises if the stream itself is gone; a vanished (expired) shard is done
+            if shard.done:
                 return
-            raise _failure(err, self.settings.stream, self.settings.where) from None
-        if not _transient(err):
+            if not self.sync_failures:  # the stream and the shard are listed, yet the call failed
+                message = f"kinesis stream {self.settings.stream!r}: {_aws.describe(err)}"
+                raise ConnectorError(message, where=self.settings.where) from None
+        elif not _transient(err):
             raise _failure(err, self.settings.stream, self.settings.where) from None
         shard.failures += 1
         shard.next_call = started + _backoff_s(self.settings.poll_interval_s, shard.failures)

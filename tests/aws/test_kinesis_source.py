@@ -369,7 +369,7 @@ def test_kinesis_source_poll_never_waits_longer_than_its_timeout(
         began = time.monotonic()
         batch = src.poll(10, timeout_s)
         assert batch.num_rows == 0
-        assert time.monotonic() - began < timeout_s + 0.1
+        assert time.monotonic() - began < timeout_s + 0.2  # scheduling slack on a busy machine
 
 
 # -- resharding -----------------------------------------------------------------------------------
