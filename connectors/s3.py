@@ -66,10 +66,7 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "duckstream:s3-sink")  # firehose ob
 _HOUR_US = 3_600_000_000
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _NULL_HOUR = "/".join(f"{k}=__HIVE_DEFAULT_PARTITION__" for k in ("year", "month", "day", "hour"))
-# Recovery in the firehose layout recognises objects of epochs after the checkpoint by their uuid,
-# trying these many epochs after it and parts per epoch (close() writes epoch n+1, part 0 and up).
-_SCAN_EPOCHS = 8
-_SCAN_PARTS = 64
+_EXTENSIONS = (".json", ".json.gz", ".csv", ".csv.gz", ".parquet")
 _SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]*)\s*", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -289,9 +286,11 @@ class S3Sink:
     None)`` is a fresh start: it aborts this sink's unfinished uploads and **deletes this sink's
     objects under the prefix** (names that match its patterns, both layouts; nothing else), as a
     file sink truncates its file. ``open(schema, n, state)`` completes the uploads of ``state``,
-    aborts every other unfinished upload of this sink, deletes this sink's objects of epochs after
-    ``n`` (hive: from the name; firehose: by uuid, for the ``_SCAN_EPOCHS`` epochs after ``n``,
-    which is where ``close`` puts them) and restores the held rows. ``abort(n)`` aborts epoch
+    aborts every other unfinished upload of this sink, deletes the objects ``close`` gives the
+    held rows of ``state`` (epoch ``n + 1``: their keys follow from the rows, for both layouts and
+    every extension, so no listing of the prefix is needed) and restores the held rows. Objects
+    of epochs after ``n`` cannot exist otherwise: ``commit(n + 1)`` only runs once checkpoint
+    ``n + 1`` is saved. ``abort(n)`` aborts epoch
     ``n``'s uploads and returns the buffer to what it held at the last commit.
 
     **Failures.** Every S3 call is retried on connection errors, 5xx and throttling with
@@ -303,7 +302,9 @@ class S3Sink:
     sink's earlier objects; rows ``close`` publishes past the last checkpoint are deleted again
     (and re-sent) when a later run resumes from that checkpoint; the prefix ends at a ``/``
     boundary (``s3://b/kpis`` writes under ``kpis/``); S3 lifecycle rules should abort
-    incomplete multipart uploads after some days, in case a run is abandoned after a crash.
+    incomplete multipart uploads after some days, in case a run is abandoned after a crash;
+    json/csv buffers keep the rows both as Arrow and encoded (about twice ``buffer_size`` in memory);
+    the checkpoint is pickled, and ``held`` is bytes (not JSON-able).
     """
 
     def __init__(
@@ -396,7 +397,14 @@ class S3Sink:
     # -- names: pure functions of (sink, epoch, part) and the rows ---------------------------
 
     def object_key(
-        self, epoch: int, part: int, partition: str = "", min_us: int | None = None, since: float = 0.0
+        self,
+        epoch: int,
+        part: int,
+        partition: str = "",
+        min_us: int | None = None,
+        since: float = 0.0,
+        layout: str | None = None,
+        extension: str | None = None,
     ) -> str:
         """The key of part ``part`` of ``epoch``.
 
@@ -406,41 +414,44 @@ class S3Sink:
             partition: hive: ``year=.../month=.../day=.../hour=...`` or ``""``.
             min_us: firehose: the oldest row's time (µs since the Unix epoch), or None.
             since: firehose without ``min_us``: the buffer's first write (wall-clock seconds).
+            layout: default this sink's.
+            extension: default this sink's.
         """
-        if self.layout == "firehose":
+        extension = extension or self.extension
+        if (layout or self.layout) == "firehose":
             when = _utc(min_us) if min_us is not None else None
             when = when or datetime.fromtimestamp(since, timezone.utc)
             ident = uuid.uuid5(_NAMESPACE, f"{self.name}/{epoch}/{part}")
             day = f"{when.year:04d}/{when.month:02d}/{when.day:02d}/{when.hour:02d}"
             stamp = f"{when.year:04d}-{when:%m-%d-%H-%M-%S}"
-            return f"{self.root}{day}/{self.file_name}-1-{stamp}-{ident}{self.extension}"
-        name = f"{self.file_name}-{epoch:010d}-{part:04d}{self.extension}"
+            return f"{self.root}{day}/{self.file_name}-1-{stamp}-{ident}{extension}"
+        name = f"{self.file_name}-{epoch:010d}-{part:04d}{extension}"
         return f"{self.root}{partition}/{name}" if partition else self.root + name
 
-    def _epoch_of(self, key: str, firehose_epochs: dict[str, int]) -> int | None:
-        """The epoch of this sink's object ``key``, or None when the key is not this sink's.
-
-        Hive names carry the epoch; a firehose name's uuid is looked up in ``firehose_epochs``
-        (uuid → epoch, see ``_firehose_ids``), and is -1 (ours, epoch unknown) when not there.
-        """
+    def _owns(self, key: str) -> bool:
+        """Whether ``key`` is named like one of this sink's objects (either layout, any extension)."""
         if not key.startswith(self.root):
-            return None
+            return False
         rel = key[len(self.root) :]
-        m = self._hive_re.fullmatch(rel)
-        if m:
-            return int(m.group(1))
-        m = self._firehose_re.fullmatch(rel)
-        if not m:
-            return None
-        return firehose_epochs.get(m.group(1), -1)
+        return bool(self._hive_re.fullmatch(rel) or self._firehose_re.fullmatch(rel))
 
-    def _firehose_ids(self, after: int) -> dict[str, int]:
-        """uuid → epoch for the firehose names of the ``_SCAN_EPOCHS`` epochs after ``after``."""
-        ids = {}
-        for epoch in range(after + 1, after + 1 + _SCAN_EPOCHS):
-            for part in range(_SCAN_PARTS):
-                ids[str(uuid.uuid5(_NAMESPACE, f"{self.name}/{epoch}/{part}"))] = epoch
-        return ids
+    def _flushed_keys(self, epoch: int, held: dict[str, Any] | None) -> list[str]:
+        """The keys ``close`` gives ``held`` (the rows held at checkpoint ``epoch``): epoch
+        ``epoch + 1``, parts from 0, in both layouts and every extension (options may change
+        between runs)."""
+        if not held:
+            return []
+        table = pa.ipc.open_stream(held["ipc"]).read_all()
+        since = float(held.get("since") or 0.0)
+        keys = set()
+        for layout in ("hive", "firehose"):
+            groups: list[tuple[str, int | None]] = [("", None)]
+            if self.time_column is not None and self.time_column in table.column_names:
+                groups = sorted((p, oldest) for p, _, oldest in self._split_by_hour(table, self.time_column, layout))
+            for extension in _EXTENSIONS:
+                for part, (partition, min_us) in enumerate(groups):
+                    keys.add(self.object_key(epoch + 1, part, partition, min_us, since, layout, extension))
+        return sorted(keys)
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -465,7 +476,7 @@ class S3Sink:
         self._s3 = client("s3", endpoint=self.endpoint, region=self.region, where=self.where)
         self._check_bucket()
         if last_committed is None:
-            self._clean(after=None, keep=set())
+            self._start_fresh()
         else:
             self._recover(int(last_committed), state)
         self._ready = True
@@ -564,6 +575,12 @@ class S3Sink:
         self._restore_buffer(self._committed_held)
         self._dirty = False
 
+    def due(self) -> bool:
+        """Whether buffered rows are due to roll at the next ``prepare`` (size or interval reached):
+        a runtime that ends epochs only when rows arrive should end one anyway when this is True,
+        or held rows wait for the next row through quiet spells."""
+        return self._ready and self._buffer_rows > 0 and self._due()
+
     def flush(self) -> None:
         """Roll every buffered row at the next ``prepare``, whatever the buffering hints say
         (the end of a bounded input: the last checkpoint then holds no rows)."""
@@ -633,7 +650,7 @@ class S3Sink:
         else:
             if self.time_column not in batch.column_names:
                 raise ConnectorError(f"the rows have no time column {self.time_column!r}", where=self.where)
-            groups = self._split_by_hour(batch, self.time_column)
+            groups = self._split_by_hour(batch, self.time_column, self.layout)
         if self._since is None:
             self._since = self.clock()
         for partition, rows, min_us in groups:
@@ -652,12 +669,12 @@ class S3Sink:
             self._buffer_rows += rows.num_rows
         self._held_cache = None
 
-    def _split_by_hour(self, batch: pa.Table, column: str) -> list[tuple[str, pa.Table, int | None]]:
+    def _split_by_hour(self, batch: pa.Table, column: str, layout: str) -> list[tuple[str, pa.Table, int | None]]:
         """(partition, rows, oldest µs) per hour; the firehose layout keeps one group."""
         us = _micros(batch.column(column))
         valid = ~np.asarray(us.is_null().to_numpy(zero_copy_only=False), dtype=bool)
         values = us.fill_null(0).to_numpy()
-        if self.layout == "firehose":
+        if layout == "firehose":
             oldest = int(values[valid].min()) if valid.any() else None
             return [("", batch, oldest)]
         hours = values // _HOUR_US
@@ -873,19 +890,16 @@ class S3Sink:
 
     # -- fresh start and recovery ------------------------------------------------------------
 
-    def _clean(self, after: int | None, keep: set[str]) -> None:
-        """Abort this sink's unfinished uploads (but ``keep``'s ids); delete its objects of
-        epochs after ``after`` (every one of them when ``after`` is None)."""
+    def _abort_others(self, keep: set[str]) -> None:
+        """Abort this sink's unfinished uploads under the prefix, but those in ``keep``."""
         for key, upload_id in list(self._list_uploads()):
-            if upload_id not in keep and self._epoch_of(key, {}) is not None:
+            if upload_id not in keep and self._owns(key):
                 self._abort_upload(key, upload_id)
-        ids = self._firehose_ids(after) if after is not None and self.layout == "firehose" else {}
-        doomed = []
-        for key in self._list_objects():
-            epoch = self._epoch_of(key, ids)
-            if epoch is not None and (after is None or epoch > after):
-                doomed.append(key)
-        self._delete(doomed)
+
+    def _start_fresh(self) -> None:
+        """No checkpoint: abort this sink's unfinished uploads and delete its objects."""
+        self._abort_others(keep=set())
+        self._delete([key for key in self._list_objects() if self._owns(key)])
 
     def _recover(self, epoch: int, state: dict | None) -> None:
         if state is None:
@@ -897,8 +911,9 @@ class S3Sink:
         uploads = _check_state(state, epoch, self.name, self.where)
         for key, upload_id, parts in uploads:
             self._complete(key, upload_id, parts, epoch)  # the commit may not have finished: redo it
-        self._clean(after=epoch, keep={upload_id for _, upload_id, _ in uploads})
+        self._abort_others(keep={upload_id for _, upload_id, _ in uploads})
         held = state.get("held")
+        self._delete(self._flushed_keys(epoch, held))  # published by close() past the checkpoint
         self._restore_buffer(held)
         self._committed_held = held
         self._last_committed = epoch

@@ -390,7 +390,9 @@ def test_small_epochs_wait_for_the_interval_hint(s3: Any) -> None:
         clock.now += 15
         sink.commit(Epoch(epoch))
         assert listed(s3) == [], epoch  # the oldest row is 15, 30, 45 s old
+    assert not sink.due()
     clock.now += 15  # 60 s
+    assert sink.due()  # a runtime may end an epoch for it even while no rows arrive
     sink.commit(Epoch(4))  # an epoch without rows rolls what is due
     assert listed(s3) == ["kpis/year=2024/month=05/day=01/hour=10/out-0000000004-0000.json"]
     assert read_back(s3).equals(expected(rows(3, 3), rows(6, 3), rows(9, 3)))
@@ -441,6 +443,25 @@ def test_close_publishes_held_rows_and_a_resumed_run_does_not_repeat_them(s3: An
     assert read_back(s3).equals(expected(rows(0, 8)))
 
 
+def test_a_large_object_goes_up_in_several_parts(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import connectors.s3
+
+    monkeypatch.setattr(connectors.s3, "PART_BYTES", 5 * 1024 * 1024)  # S3's smallest part size
+    sink = make_sink(buffer_size="64MiB", buffer_interval="1h")
+    sink.open(SCHEMA, None)
+    big = pa.concat_tables([rows(0, 50)] * 1800)  # about 6 MiB of JSON lines
+    sink.write(Epoch(1), big)
+    state = sink.prepare(Epoch(1))
+    assert state is not None and state["held"] is not None and state["uploads"] == []
+    sink.commit(Epoch(1))
+    sink.flush()
+    sink.write(Epoch(2), rows(0, 1))
+    state = sink.prepare(Epoch(2))
+    assert state is not None and [len(u["parts"]) for u in state["uploads"]] == [2]
+    sink.commit(Epoch(2))
+    assert read_back(s3).num_rows == big.num_rows + 1
+
+
 def test_close_after_a_failure_does_no_io(s3: Any, moto_server: MotoServer) -> None:
     sink = make_sink(buffer_interval="1h")
     sink.open(SCHEMA, None)
@@ -455,6 +476,23 @@ def test_close_after_a_failure_does_no_io(s3: Any, moto_server: MotoServer) -> N
     finally:
         moto_server.start()
     assert listed(s3) == [] and in_progress(s3) == []
+
+
+def test_a_resumed_run_with_other_options_still_removes_what_close_published(s3: Any) -> None:
+    first = make_sink(buffer_interval="1h")
+    first.open(SCHEMA, None)
+    first.write(Epoch(1), rows(50, 20))  # 10:50 .. 11:09: two hour partitions
+    state = first.prepare(Epoch(1))
+    first.commit(Epoch(1))
+    first.close()
+    assert len(listed(s3)) == 2
+    resumed = make_sink(buffer_interval="1h", format="parquet", layout="firehose")
+    resumed.open(SCHEMA, Epoch(1), state)
+    assert listed(s3) == []
+    resumed.flush()
+    resumed.commit(Epoch(2))
+    assert [k.rsplit(".", 1)[1] for k in listed(s3)] == ["parquet"]
+    assert read_back(s3).equals(expected(rows(50, 20)))
 
 
 def test_abort_drops_the_epoch_and_keeps_rows_held_at_the_last_commit(s3: Any) -> None:
