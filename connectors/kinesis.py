@@ -250,6 +250,8 @@ def _parse_start(text: str, where: str) -> str:
         return TRIM_HORIZON if word == "trim_horizon" else LATEST
     if colon and word == "at_timestamp":
         rest = rest.strip()
+        # a URI query turns the "+" of "+02:00" into a space: put it back
+        rest = re.sub(r"(?<=[0-9]) (?=[0-9]{2}(:?[0-9]{2})?$)", "+", rest) if "T" in rest.upper() else rest
         try:
             micros = round(float(rest) * 1_000_000) if re.fullmatch(r"[0-9]+(\.[0-9]*)?", rest) else None
             if micros is None:

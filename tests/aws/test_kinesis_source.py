@@ -411,10 +411,11 @@ def test_kinesis_source_follows_split_and_merge_parents_first(
     checkpoint = src.offsets()  # mid-way: some parents drained, children started or not
     src.close()
 
-    merged = _merge_first_pair(client, stream)  # a child with two parents
-    put(client, stream, numbered(300, 150))
     resumed = started(opened, source(stream, max_records="20"), checkpoint)
-    rows += drain(resumed, 310, max_rows=40)
+    rows += drain(resumed, 60, max_rows=30)
+    merged = _merge_first_pair(client, stream)  # a child with two parents, while the reader runs
+    put(client, stream, numbered(300, 150))
+    rows += drain(resumed, 250, max_rows=40)
     nothing_more(resumed)
 
     assert sorted(values(rows)) == list(range(450))
@@ -723,6 +724,22 @@ def test_kinesis_source_options_and_with_clause() -> None:
     assert (src.stream, src.format, src.csv_options) == ("clicks", "csv", {"delimiter": ",", "header": False})
     with pytest.raises(ConnectorError, match="not a Kinesis stream name"):
         open_source("kinesis://bad name", "c")
+
+
+@pytest.mark.parametrize(
+    ("start", "position"),
+    [
+        ("trim_horizon", "TRIM_HORIZON"),
+        ("LATEST", "LATEST"),
+        ("at_timestamp:2024-05-01T10:00:00Z", "AT_TIMESTAMP:1714557600000"),
+        ("at_timestamp:2024-05-01T10:00:00+02:00", "AT_TIMESTAMP:1714550400000"),  # the URI's "+" became a space
+        ("at_timestamp:2024-05-01T08:00:00.250", "AT_TIMESTAMP:1714550400250"),
+        ("at_timestamp:1714550400.25", "AT_TIMESTAMP:1714550400250"),
+    ],
+)
+def test_kinesis_source_start_positions(start: str, position: str) -> None:
+    src = open_source(f"kinesis://s?start={start}", "clicks")
+    assert isinstance(src, KinesisSource) and src.start == position
 
 
 def test_kinesis_source_rejects_a_malformed_resume_offset(kinesalite: Kinesalite) -> None:
