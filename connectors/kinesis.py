@@ -34,11 +34,13 @@ record and skips the sub-records already handed out); a shard missing from ``res
 ``TRIM_HORIZON`` if a parent is in it (a child born after the checkpoint), else at ``start``.
 ``start`` applies only to ``open(None)``. Entries of shards that no longer exist are dropped.
 
-Traps: delivery is at-least-once across crashes of *other* parts (the engine's checkpoints make it
-exactly-once for the rows themselves); a KPL sub-record whose explicit hash key is outside its
-shard's range after a reshard is delivered, not dropped as the KCL does; a server that never ends a
-closed shard's iterator (moto) is followed until its last record was fetched (``EndingSequenceNumber``),
-then taken as drained; one thread reads all shards, one call after another.
+Traps: records the *producers* sent twice (their retries) arrive twice: the source replays
+exactly, it does not de-duplicate; ``start=at_timestamp`` goes to the server in whole seconds
+(boto3), and records that arrived earlier within that second are skipped here; a KPL sub-record
+whose explicit hash key is outside its shard's range after a reshard is delivered, not dropped as
+the KCL does; a server that never ends a closed shard's iterator (moto) is followed until its last
+record was fetched (``EndingSequenceNumber``), then taken as drained; one thread reads all shards,
+one call after another (and botocore may retry a throttled call itself before the backoff here).
 
 **Sink** ``kinesis://STREAM?partition_key=COLUMN&format=json|csv``: one Kinesis record per row,
 a JSON object (or a CSV line, ``delimiter`` option) without the line terminator. See ``KinesisSink``.
