@@ -10,8 +10,8 @@ Options (all optional):
 ``format``             ``json`` (JSON lines, default; also ``jsonl``/``ndjson``), ``csv``, ``parquet``
 ``compression``        ``none`` (default) or ``gzip`` for json/csv; ``snappy`` (default), ``gzip``
                        or ``none`` inside parquet files
-``layout``             ``hive`` (default): ``PREFIX/year=YYYY/month=MM/day=DD/hour=HH/<sink>-<epoch
-                       :010d>-<part:04d>.<ext>``; ``firehose``: ``PREFIX/YYYY/MM/DD/HH/<sink>-1-YYYY-
+``layout``             ``hive`` (default): ``PREFIX/year=YYYY/month=MM/day=DD/hour=HH/<sink>-<run>-
+                       <epoch:010d>-<part:04d>.<ext>``; ``firehose``: ``PREFIX/YYYY/MM/DD/HH/<sink>-1-YYYY-
                        MM-DD-HH-mm-ss-<uuid>.<ext>``, as Kinesis Data Firehose names its objects
 ``time_column``        the timestamp (or date) column that picks the hour; default ``window_start``
                        when the rows have it, else none (hive: no ``year=...`` directories)
@@ -35,6 +35,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -260,7 +261,7 @@ class S3Sink:
     **Objects are multipart uploads.** S3 shows an object only once ``CompleteMultipartUpload``
     runs, so every object is uploaded (all parts) when it is *rolled* and completed at
     ``commit``. Its key is a pure function of (sink, epoch, part) plus the rows: hive layout
-    ``PREFIX/year=YYYY/month=MM/day=DD/hour=HH/<sink>-<epoch:010d>-<part:04d>.<ext>``, the hour
+    ``PREFIX/year=YYYY/month=MM/day=DD/hour=HH/<sink>-<run>-<epoch:010d>-<part:04d>.<ext>``, the hour
     (UTC) from the time column, one object per hour the buffer spans (``__HIVE_DEFAULT_PARTITION__``
     for a NULL time), no ``year=`` directories without a time column; firehose layout
     ``PREFIX/YYYY/MM/DD/HH/<sink>-1-YYYY-MM-DD-HH-mm-ss-<uuid>.<ext>``, one object per roll, the
@@ -280,12 +281,13 @@ class S3Sink:
     last checkpoint of a bounded run, and ``close`` has nothing left to do).
 
     **Protocol.** ``prepare(n)`` rolls what is due and returns ``{"version": 1, "epoch": n,
-    "uploads": [{"key", "upload_id", "parts": [[number, etag], ...]}, ...], "held": None or
+    "run": token, "uploads": [{"key", "upload_id", "parts": [[number, etag], ...]}, ...], "held": None or
     {"since": wall-clock s, "rows": int, "ipc": bytes}}``. ``commit(n)`` completes the uploads
     (idempotent: an upload already completed is fine when its object exists). ``open(schema,
-    None)`` is a fresh start: it aborts this sink's unfinished uploads and **deletes this sink's
-    objects under the prefix** (names that match its patterns, both layouts; nothing else), as a
-    file sink truncates its file. ``open(schema, n, state)`` completes the uploads of ``state``,
+    None)`` is a fresh start: it draws a new *run token* (8 hex digits, part of every object name
+    and of the state, so a restart from a checkpoint names its objects as the crashed run did)
+    and aborts this sink's unfinished uploads; objects of earlier runs are left alone and never
+    overwritten. ``open(schema, n, state)`` completes the uploads of ``state``,
     aborts every other unfinished upload of this sink, deletes the objects ``close`` gives the
     held rows of ``state`` (epoch ``n + 1``: their keys follow from the rows, for both layouts and
     every extension, so no listing of the prefix is needed) and restores the held rows. Objects
@@ -361,7 +363,7 @@ class S3Sink:
         self.stats = {"objects": 0, "rows": 0, "bytes": 0, "retries": 0}  # objects made visible, S3 retries
         escaped = re.escape(self.file_name)
         self._hive_re = re.compile(
-            rf"(?:year=[^/]+/month=[^/]+/day=[^/]+/hour=[^/]+/)?{escaped}-(\d{{10}})-\d{{4,}}{_EXT_RE}"
+            rf"(?:year=[^/]+/month=[^/]+/day=[^/]+/hour=[^/]+/)?{escaped}-[0-9a-f]{{8}}-(\d{{10}})-\d{{4,}}{_EXT_RE}"
         )
         self._firehose_re = re.compile(
             rf"\d{{4}}/\d{{2}}/\d{{2}}/\d{{2}}/{escaped}-1-\d{{4}}(?:-\d{{2}}){{5}}-({_UUID_RE}){_EXT_RE}"
@@ -393,6 +395,7 @@ class S3Sink:
         self._committed_held: dict[str, Any] | None = None  # the held rows as of the last commit
         self._flush_requested = False
         self._dirty = False  # rows written since the last commit (or abort)
+        self.run = ""  # this run lineage's token in object names: new at a fresh start, kept in the state
 
     # -- names: pure functions of (sink, epoch, part) and the rows ---------------------------
 
@@ -421,11 +424,11 @@ class S3Sink:
         if (layout or self.layout) == "firehose":
             when = _utc(min_us) if min_us is not None else None
             when = when or datetime.fromtimestamp(since, timezone.utc)
-            ident = uuid.uuid5(_NAMESPACE, f"{self.name}/{epoch}/{part}")
+            ident = uuid.uuid5(_NAMESPACE, f"{self.name}/{self.run}/{epoch}/{part}")
             day = f"{when.year:04d}/{when.month:02d}/{when.day:02d}/{when.hour:02d}"
             stamp = f"{when.year:04d}-{when:%m-%d-%H-%M-%S}"
             return f"{self.root}{day}/{self.file_name}-1-{stamp}-{ident}{extension}"
-        name = f"{self.file_name}-{epoch:010d}-{part:04d}{extension}"
+        name = f"{self.file_name}-{self.run}-{epoch:010d}-{part:04d}{extension}"
         return f"{self.root}{partition}/{name}" if partition else self.root + name
 
     def _owns(self, key: str) -> bool:
@@ -528,6 +531,7 @@ class S3Sink:
         self._flush_requested = False
         state = {
             "version": STATE_VERSION,
+            "run": self.run,
             "epoch": int(epoch),
             "uploads": [u.state() for u in self._uploads.get(int(epoch), [])],
             "held": self._held(),
@@ -897,9 +901,10 @@ class S3Sink:
                 self._abort_upload(key, upload_id)
 
     def _start_fresh(self) -> None:
-        """No checkpoint: abort this sink's unfinished uploads and delete its objects."""
+        """No checkpoint: a new run token (so no earlier object is overwritten or deleted), and
+        this sink's unfinished uploads aborted (a crashed run's, never visible)."""
+        self.run = secrets.token_hex(4)
         self._abort_others(keep=set())
-        self._delete([key for key in self._list_objects() if self._owns(key)])
 
     def _recover(self, epoch: int, state: dict | None) -> None:
         if state is None:
@@ -909,6 +914,7 @@ class S3Sink:
                 hint="was the sink added after that checkpoint? start without the checkpoint to rewrite the output",
             )
         uploads = _check_state(state, epoch, self.name, self.where)
+        self.run = str(state["run"])
         for key, upload_id, parts in uploads:
             self._complete(key, upload_id, parts, epoch)  # the commit may not have finished: redo it
         self._abort_others(keep={upload_id for _, upload_id, _ in uploads})
@@ -947,6 +953,8 @@ def _check_state(state: Any, epoch: int, name: str, where: str) -> list[tuple[st
     """The (key, upload id, parts) of a prepare state, or a ConnectorError if it is not an S3 sink's."""
     try:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ValueError
+        if not re.fullmatch(r"[0-9a-f]{8}", str(state.get("run"))):
             raise ValueError
         uploads = [
             (str(u["key"]), str(u["upload_id"]), [(int(n), str(e)) for n, e in u["parts"]]) for u in state["uploads"]

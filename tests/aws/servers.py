@@ -104,7 +104,8 @@ def install_kinesalite() -> Path:
         raise RuntimeError("kinesalite needs Node.js and npm (apt-get install nodejs npm)")
     KINESALITE_HOME.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(KINESALITE_HOME), f"kinesalite@{KINESALITE_VERSION}"],
+        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(KINESALITE_HOME)]
+        + [f"kinesalite@{KINESALITE_VERSION}"],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

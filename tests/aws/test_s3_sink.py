@@ -109,6 +109,12 @@ def expected(*tables: pa.Table) -> pa.Table:
     return pa.concat_tables(tables).sort_by([("avg", "ascending")])
 
 
+@pytest.fixture(autouse=True)
+def _fixed_run_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fresh sink draws the same run token, so the tests can spell object keys out."""
+    monkeypatch.setattr("connectors.s3.secrets.token_hex", lambda n: "0123abcd")
+
+
 @pytest.fixture()
 def s3(moto: MotoServer) -> Any:
     client = moto.client("s3")
@@ -191,7 +197,7 @@ def test_each_format_round_trips_over_several_epochs(
         sink.commit(Epoch(epoch))
     sink.close()
     keys = listed(s3)
-    assert keys == [f"kpis/year=2024/month=05/day=01/hour=10/out-{e:010d}-0000{ext}" for e in (1, 2, 3)]
+    assert keys == [f"kpis/year=2024/month=05/day=01/hour=10/out-0123abcd-{e:010d}-0000{ext}" for e in (1, 2, 3)]
     assert read_back(s3).equals(expected(*written))
     if fmt == "parquet":
         assert pq.read_metadata(io.BytesIO(body(s3, keys[0]))).row_group(0).column(0).compression == "SNAPPY"
@@ -216,8 +222,8 @@ def test_hive_keys_follow_the_hour_of_window_start_across_a_boundary(s3: Any) ->
     table = rows(57, 6)  # 10:57 .. 11:02
     sink.write(Epoch(1), table)
     sink.commit(Epoch(1))
-    hour10 = "kpis/year=2024/month=05/day=01/hour=10/out-0000000001-0000.json"
-    hour11 = "kpis/year=2024/month=05/day=01/hour=11/out-0000000001-0001.json"
+    hour10 = "kpis/year=2024/month=05/day=01/hour=10/out-0123abcd-0000000001-0000.json"
+    hour11 = "kpis/year=2024/month=05/day=01/hour=11/out-0123abcd-0000000001-0001.json"
     assert listed(s3) == [hour10, hour11]
     assert read_back(s3, [hour10]).equals(table.slice(0, 3))
     assert read_back(s3, [hour11]).equals(table.slice(3))
@@ -229,7 +235,7 @@ def test_without_a_time_column_objects_sit_right_under_the_prefix(s3: Any) -> No
     sink.open(table.schema, None)
     sink.write(Epoch(7), table)
     sink.commit(Epoch(7))
-    assert listed(s3) == ["a/b/out-0000000007-0000.json"]
+    assert listed(s3) == ["a/b/out-0123abcd-0000000007-0000.json"]
     with pytest.raises(ConnectorError, match="'time_column': the rows have no column 'ts'"):
         make_sink(time_column="ts").open(table.schema, None)
 
@@ -315,7 +321,7 @@ def test_a_crash_after_prepare_is_committed_once_by_a_fresh_sink(s3: Any) -> Non
 
 def test_a_crash_before_the_checkpoint_aborts_the_epoch_and_a_rerun_writes_its_new_rows(s3: Any) -> None:
     s3.put_object(Bucket=BUCKET, Key="kpis/README.txt", Body=b"not ours")
-    s3.create_multipart_upload(Bucket=BUCKET, Key="kpis/other-0000000002-0000.json")  # another sink's
+    s3.create_multipart_upload(Bucket=BUCKET, Key="kpis/other-0123abcd-0000000002-0000.json")  # another sink's
     first = make_sink()
     first.open(SCHEMA, None)
     first.write(Epoch(1), rows(0, 4))
@@ -324,11 +330,11 @@ def test_a_crash_before_the_checkpoint_aborts_the_epoch_and_a_rerun_writes_its_n
     first.write(Epoch(2), rows(4, 4))
     first.prepare(Epoch(2))  # uploads started; the process dies before checkpoint 2 is saved
     del first
-    ours = "kpis/year=2024/month=05/day=01/hour=10/out-0000000002-0000.json"
-    assert in_progress(s3) == ["kpis/other-0000000002-0000.json", ours]
+    ours = "kpis/year=2024/month=05/day=01/hour=10/out-0123abcd-0000000002-0000.json"
+    assert in_progress(s3) == ["kpis/other-0123abcd-0000000002-0000.json", ours]
     second = make_sink()
     second.open(SCHEMA, Epoch(1), state1)
-    assert in_progress(s3) == ["kpis/other-0000000002-0000.json"]  # ours aborted, the other sink's kept
+    assert in_progress(s3) == ["kpis/other-0123abcd-0000000002-0000.json"]  # ours aborted, the other sink's kept
     assert read_back(s3, [k for k in listed(s3) if "/out-" in k]).equals(expected(rows(0, 4)))
     second.write(Epoch(2), rows(20, 3))  # the rerun of epoch 2 has other rows
     second.commit(Epoch(2))
@@ -337,19 +343,24 @@ def test_a_crash_before_the_checkpoint_aborts_the_epoch_and_a_rerun_writes_its_n
     assert "kpis/README.txt" in listed(s3)
 
 
-def test_a_fresh_start_deletes_only_this_sinks_objects(s3: Any) -> None:
+def test_a_fresh_start_keeps_earlier_objects_and_never_overwrites_them(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = make_sink()
     first.open(SCHEMA, None)
     first.write(Epoch(1), rows(0, 4))
     first.commit(Epoch(1))
-    s3.put_object(Bucket=BUCKET, Key="kpis/other-0000000001-0000.json", Body=b"{}\n")
-    s3.put_object(Bucket=BUCKET, Key="elsewhere/out-0000000001-0000.json", Body=b"{}\n")
+    first.write(Epoch(2), rows(4, 2))
+    first.prepare(Epoch(2))  # a crash here: epoch 2 stays an unfinished upload
+    monkeypatch.setattr("connectors.s3.secrets.token_hex", lambda n: "89abcdef")
     again = make_sink()
-    again.open(SCHEMA, None)
-    assert listed(s3) == ["elsewhere/out-0000000001-0000.json", "kpis/other-0000000001-0000.json"]
+    again.open(SCHEMA, None)  # no checkpoint: a new run
+    assert in_progress(s3) == []  # the crashed run's invisible upload is aborted
     again.write(Epoch(1), rows(10, 2))
     again.commit(Epoch(1))
-    assert read_back(s3, [k for k in listed(s3) if k.startswith("kpis/year")]).equals(expected(rows(10, 2)))
+    hour = "kpis/year=2024/month=05/day=01/hour=10/"
+    assert listed(s3) == [hour + "out-0123abcd-0000000001-0000.json", hour + "out-89abcdef-0000000001-0000.json"]
+    assert read_back(s3).equals(expected(rows(0, 4), rows(10, 2)))
 
 
 def test_a_checkpoint_without_state_for_the_sink_is_refused(s3: Any) -> None:
@@ -375,7 +386,8 @@ def test_small_epochs_wait_for_the_size_hint(s3: Any) -> None:
         sizes.append(len(state["held"]["ipc"]) if state["held"] else 0)
         sink.commit(Epoch(epoch))
     assert epoch > 3  # several epochs were held back
-    assert listed(s3) == [f"kpis/year=2024/month=05/day=01/hour=10/out-{epoch:010d}-0000.json"]  # rolled at that epoch
+    # rolled at that epoch
+    assert listed(s3) == [f"kpis/year=2024/month=05/day=01/hour=10/out-0123abcd-{epoch:010d}-0000.json"]
     assert read_back(s3).equals(expected(*[rows(e * 20, 20, step_min=0) for e in range(1, epoch + 1)]))
     assert 0 < max(sizes) < 16 * 1024  # what a checkpoint holds stays under the buffer size
     assert len(body(s3, listed(s3)[0])) >= 16 * 1024
@@ -394,7 +406,7 @@ def test_small_epochs_wait_for_the_interval_hint(s3: Any) -> None:
     clock.now += 15  # 60 s
     assert sink.due()  # a runtime may end an epoch for it even while no rows arrive
     sink.commit(Epoch(4))  # an epoch without rows rolls what is due
-    assert listed(s3) == ["kpis/year=2024/month=05/day=01/hour=10/out-0000000004-0000.json"]
+    assert listed(s3) == ["kpis/year=2024/month=05/day=01/hour=10/out-0123abcd-0000000004-0000.json"]
     assert read_back(s3).equals(expected(rows(3, 3), rows(6, 3), rows(9, 3)))
 
 
@@ -431,7 +443,7 @@ def test_close_publishes_held_rows_and_a_resumed_run_does_not_repeat_them(s3: An
     first.close()  # the end of the run: nothing may stay behind in the buffer
     assert read_back(s3).equals(expected(rows(0, 6)))
     if layout == "hive":
-        assert listed(s3) == ["kpis/year=2024/month=05/day=01/hour=10/out-0000000003-0000.json"]
+        assert listed(s3) == ["kpis/year=2024/month=05/day=01/hour=10/out-0123abcd-0000000003-0000.json"]
     resumed = make_sink(layout=layout, buffer_interval="1h")
     resumed.open(SCHEMA, Epoch(2), state)  # a later run resumes from checkpoint 2
     assert listed(s3) == []  # the rows close() published are in the state again
