@@ -39,7 +39,9 @@ RETRYABLE_CODES = frozenset(
 )
 
 
-def client(service: str, *, endpoint: str | None = None, region: str | None = None, where: str) -> Any:
+def client(
+    service: str, *, endpoint: str | None = None, region: str | None = None, where: str, max_attempts: int = 3
+) -> Any:
     """A boto3 client for ``service`` ("kinesis" or "s3").
 
     Args:
@@ -48,6 +50,7 @@ def client(service: str, *, endpoint: str | None = None, region: str | None = No
         region: a region that overrides the environment; default ``AWS_REGION``, then
             ``AWS_DEFAULT_REGION``, then the profile's, then us-east-1.
         where: the option or URI the connector came from, for messages.
+        max_attempts: botocore's own tries per call; 1 for callers that retry themselves.
 
     Returns:
         The client. It makes no call yet.
@@ -61,7 +64,7 @@ def client(service: str, *, endpoint: str | None = None, region: str | None = No
 
     region = region or os.environ.get("AWS_REGION") or None
     config = Config(
-        retries={"max_attempts": 3, "mode": "standard"},
+        retries={"max_attempts": max_attempts, "mode": "standard"},
         connect_timeout=5,
         read_timeout=30,
         # S3: path-style URLs work with every S3-protocol server (moto, MinIO) and with AWS.

@@ -61,7 +61,7 @@ class Sink(Protocol):
     Exactly-once protocol, driven by the runtime at each checkpoint (between batches):
 
     1. ``prepare(n)`` makes everything written for epoch ``n`` durable *but invisible* (flushed
-       and fsynced under a staging name) and returns a small JSON-able dict (or None) that the
+       and fsynced under a staging name) and returns a small picklable dict (or None) that the
        runtime stores in checkpoint ``n``;
     2. the runtime writes checkpoint ``n`` atomically;
     3. ``commit(n)`` makes epoch ``n`` visible. It must be idempotent and must also work on a fresh

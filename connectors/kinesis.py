@@ -51,7 +51,9 @@ between the two sends them again on restart.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
+import math
 import re
 import threading
 import time
@@ -331,23 +333,64 @@ class _Chunk:
 
 
 class _Buffer:
-    """Rows fetched but not yet handed out, in fetch order: the reader appends, ``poll`` takes."""
+    """Rows fetched but not yet handed out, one queue per shard: the reader appends, ``poll``
+    takes them merged in arrival order.
+
+    ``frontier`` holds, for every shard being read, how far its arrivals are known: the arrival
+    time of the last record fetched, ``inf`` once a call found it caught up (MillisBehindLatest 0:
+    anything later arrives from now on) and ``-inf`` before its first answer. Rows are handed out
+    only up to the smallest frontier, so a shard that is behind (catching up on a backlog) is
+    never overtaken by the others: event-time watermarks then see the stream in arrival order,
+    as KDA's ROWTIME did, instead of one shard's whole backlog before the next one's.
+    """
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.chunks: deque[_Chunk] = deque()
+        self.queues: dict[str, deque[_Chunk]] = {}
+        self.frontier: dict[str, float] = {}
         self.rows = 0
         self.nbytes = 0
         self.error: ConnectorError | None = None
         self.lag: dict[str, int] = {}
         self.lag_seen = False
 
-    def put(self, chunk: _Chunk) -> None:
+    def put(self, chunk: _Chunk, frontier: float | None = None) -> None:
+        """Queue ``chunk`` (a drained shard's last one leaves the merge) and move the frontier."""
         with self.cond:
-            self.chunks.append(chunk)
+            self.queues.setdefault(chunk.shard_id, deque()).append(chunk)
             self.rows += len(chunk.payloads)
             self.nbytes += chunk.nbytes
+            if chunk.ends_shard:
+                self.frontier.pop(chunk.shard_id, None)
+            elif frontier is not None:
+                self.frontier[chunk.shard_id] = max(self.frontier.get(chunk.shard_id, -math.inf), frontier)
             self.cond.notify_all()
+
+    def reading(self, shard_id: str) -> None:
+        """The reader starts on ``shard_id``: the merge waits for its first answer."""
+        with self.cond:
+            self.frontier.setdefault(shard_id, -math.inf)
+
+    def starved(self, shard_id: str) -> bool:
+        """Whether nothing of ``shard_id`` is buffered (the merge may be waiting for it)."""
+        return not any(len(c.payloads) > c.taken for c in self.queues.get(shard_id, ()))
+
+    def horizon(self) -> float:
+        """Rows that arrived up to this time can be handed out in order."""
+        return min(self.frontier.values(), default=math.inf)
+
+    def ready(self) -> bool:
+        """Whether ``poll`` can take something now (rows up to the horizon, or a shard's end)."""
+        horizon = self.horizon()
+        for queue in self.queues.values():
+            for chunk in queue:
+                if chunk.taken < len(chunk.payloads):
+                    if chunk.arrivals[chunk.taken] <= horizon:
+                        return True
+                    break
+                if chunk.ends_shard:
+                    return True
+        return False
 
     def fail(self, err: ConnectorError) -> None:
         with self.cond:
@@ -434,14 +477,20 @@ class _Reader:
         """One round: re-list shards when due, then one call on every shard that may be read now."""
         if self.sync_soon or self.clock() >= self.next_sync:
             self.sync()
-        if self.buffer.full():
-            self.buffer.wait_for_room(0.1)
-            return
         now = self.clock()
         readable = [s for s in self.shards.values() if not s.done and self.parents_done(s)]
-        due = [s for s in readable if s.next_call <= now]
+        for shard in readable:
+            self.buffer.reading(shard.shard_id)
+        # A full buffer still lets through the shards with nothing buffered: the ordered merge
+        # may be waiting for exactly those.
+        due = [
+            s for s in readable if s.next_call <= now and (not self.buffer.full() or self.buffer.starved(s.shard_id))
+        ]
+        if self.buffer.full() and not due:
+            self.buffer.wait_for_room(0.1)
+            return
         for shard in due:
-            if self.stop_event.is_set() or self.buffer.full():
+            if self.stop_event.is_set():
                 return
             self.fetch(shard)
         if not due:
@@ -529,8 +578,15 @@ class _Reader:
             self.end(shard, chunk)
             return
         self.buffer.set_lag(shard.shard_id, None if lag is None else int(lag))
-        if chunk.payloads:
-            self.buffer.put(chunk)
+        if lag == 0 and len(records) < self.settings.max_records:
+            # caught up: whatever comes next arrives from now on (a full answer may have more
+            # behind it even at lag 0: kinesalite, for one, always says 0)
+            frontier = math.inf
+        elif records:
+            frontier = float(_micros(records[-1]["ApproximateArrivalTimestamp"]))
+        else:
+            frontier = None
+        self.buffer.put(chunk, frontier)
 
     def add(self, chunk: _Chunk, shard: _Shard, record: dict[str, Any]) -> None:
         seq = str(record["SequenceNumber"])
@@ -719,7 +775,7 @@ class KinesisSource:
         buffer = reader.buffer
         deadline = time.monotonic() + max(timeout_s, 0.0)
         with buffer.cond:
-            while not buffer.chunks and buffer.error is None:
+            while not buffer.ready() and buffer.error is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -731,32 +787,59 @@ class KinesisSource:
         return self._batch(*columns)
 
     def _take(self, buffer: _Buffer, max_rows: int) -> tuple[list[bytes], list[int], list[str], list[str], list[str]]:
-        """Up to ``max_rows`` rows off the buffer's head; the offsets follow what is taken."""
+        """Up to ``max_rows`` rows, merged across shards in arrival order up to the horizon (ties:
+        by shard id, then within a shard in sequence order); the offsets follow what is taken."""
         payloads: list[bytes] = []
         arrivals: list[int] = []
         keys: list[str] = []
         shard_ids: list[str] = []
         seqs: list[str] = []
-        while buffer.chunks:
-            chunk = buffer.chunks[0]
-            n = min(max_rows - len(payloads), len(chunk.payloads) - chunk.taken)
-            if n > 0:
-                stop = chunk.taken + n
-                payloads += chunk.payloads[chunk.taken : stop]
-                arrivals += chunk.arrivals[chunk.taken : stop]
-                keys += chunk.keys[chunk.taken : stop]
-                seqs += chunk.seqs[chunk.taken : stop]
-                shard_ids += [chunk.shard_id] * n
-                chunk.taken = stop
-                buffer.rows -= n
-                self._offsets[chunk.shard_id] = chunk.seqs[stop - 1]
+        horizon = buffer.horizon()
+        heads: list[tuple[int, str]] = []
+        for shard_id in buffer.queues:
+            head = self._head(buffer, shard_id)
+            if head is not None and head <= horizon:
+                heapq.heappush(heads, (head, shard_id))
+        while heads and len(payloads) < max_rows:
+            _, shard_id = heapq.heappop(heads)
+            chunk = buffer.queues[shard_id][0]
+            # take this shard's rows while they stay ahead of the next shard's head
+            bound = min(horizon, heads[0][0] if heads else math.inf)
+            start = chunk.taken
+            stop = start
+            limit = min(len(chunk.payloads), start + max_rows - len(payloads))
+            while stop < limit and (stop == start or chunk.arrivals[stop] <= bound):
+                stop += 1
+            payloads += chunk.payloads[start:stop]
+            arrivals += chunk.arrivals[start:stop]
+            keys += chunk.keys[start:stop]
+            seqs += chunk.seqs[start:stop]
+            shard_ids += [shard_id] * (stop - start)
+            chunk.taken = stop
+            buffer.rows -= stop - start
+            self._offsets[shard_id] = chunk.seqs[stop - 1]
+            head = self._head(buffer, shard_id)
+            if head is not None and head <= horizon:
+                heapq.heappush(heads, (head, shard_id))
+        for shard_id in list(buffer.queues):
+            self._head(buffer, shard_id)  # a drained shard's end marker is consumed here
+            if not buffer.queues[shard_id]:
+                del buffer.queues[shard_id]
+        return payloads, arrivals, keys, shard_ids, seqs
+
+    def _head(self, buffer: _Buffer, shard_id: str) -> int | None:
+        """The arrival time of ``shard_id``'s next buffered row, dropping used-up chunks (and
+        marking the shard's end in the offsets when its last chunk is used up)."""
+        queue = buffer.queues[shard_id]
+        while queue:
+            chunk = queue[0]
             if chunk.taken < len(chunk.payloads):
-                break
-            buffer.chunks.popleft()
+                return chunk.arrivals[chunk.taken]
+            queue.popleft()
             buffer.nbytes -= chunk.nbytes
             if chunk.ends_shard:
-                self._offsets[chunk.shard_id] = SHARD_END
-        return payloads, arrivals, keys, shard_ids, seqs
+                self._offsets[shard_id] = SHARD_END
+        return None
 
     def _batch(
         self, payloads: list[bytes], arrivals: list[int], keys: list[str], shard_ids: list[str], seqs: list[str]

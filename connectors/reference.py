@@ -151,15 +151,6 @@ def _conform(table: pa.Table, schema: pa.Schema, label: str, where: str) -> pa.T
 
 
 def _s3_bytes(target: str, endpoint: str | None, region: str | None, where: str) -> bytes:
-    from connectors._aws import client, describe, error_code
+    from connectors.s3 import read_object
 
-    bucket, _, key = target.partition("/")
-    if not bucket or not key:
-        raise ConnectorError(f"s3://{target} names no object (write s3://BUCKET/KEY)", where=where)
-    s3 = client("s3", endpoint=endpoint, region=region, where=where)
-    try:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except Exception as err:  # botocore's errors have no common base with a code
-        if error_code(err) in ("NoSuchKey", "404", "NoSuchBucket"):
-            raise ConnectorError(f"s3://{target} does not exist", where=where) from None
-        raise ConnectorError(f"cannot read s3://{target}: {describe(err)}", where=where) from None
+    return read_object(f"s3://{target}", where=where, endpoint=endpoint, region=region)

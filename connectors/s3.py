@@ -476,7 +476,7 @@ class S3Sink:
         self._reset()
         self._schema = schema
         self.time_column = self._pick_time_column(schema)
-        self._s3 = client("s3", endpoint=self.endpoint, region=self.region, where=self.where)
+        self._s3 = client("s3", endpoint=self.endpoint, region=self.region, where=self.where, max_attempts=1)
         self._check_bucket()
         if last_committed is None:
             self._start_fresh()

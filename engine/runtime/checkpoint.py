@@ -91,7 +91,7 @@ class _S3Blobs:
         self.label = f"s3://{self.bucket}/{self.prefix}"
         self.where = where
         self.retry_timeout_s = retry_timeout_s
-        self.s3 = client("s3", where=where)
+        self.s3 = client("s3", where=where, max_attempts=1)  # _call retries
 
     def _call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
         from connectors._aws import describe, is_retryable

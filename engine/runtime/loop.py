@@ -201,6 +201,8 @@ class Runner:
                     self._idle_advance()
                     self._maybe_commit()
                     self.options.sleep(self.options.batch_interval_s)
+            for sink in self._all_sinks().values():  # the input ended: nothing may stay buffered
+                getattr(sink, "flush", lambda: None)()
             self.checkpoint()
         finally:
             self.stats.state_rows, self.stats.state_bytes = self.pipeline.state_size()
@@ -346,7 +348,7 @@ class Runner:
     def _maybe_commit(self) -> None:
         """End the epoch once its interval has passed and it holds something (also while idle,
         so rows written just before a quiet spell do not wait for the next batch)."""
-        if not self.pending:
+        if not self.pending and not any(_due(sink) for sink in self._all_sinks().values()):
             return
         now = self.options.clock()
         if self.checkpoints is not None:
@@ -355,6 +357,12 @@ class Runner:
         elif now - self.last_commit >= self.options.commit_interval_s:
             self.last_commit = now
             self.checkpoint()
+
+
+def _due(sink: Sink) -> bool:
+    """Whether a sink holds rows its buffering hints say are due (S3): an epoch should end."""
+    due = getattr(sink, "due", None)
+    return bool(due()) if due is not None else False
 
 
 def _metadata_columns(source: Source, schema: pa.Schema) -> dict[str, str]:
