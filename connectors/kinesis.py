@@ -105,6 +105,9 @@ _SAMPLE_TIMEOUT_S = 3.0
 _SAMPLE_CALLS = 8
 _MAX_INFLATED = 64 << 20  # a gzip payload that inflates past this is handed on compressed
 _JOIN_TIMEOUT_S = 2.0
+# How far AWS's clock (arrival stamps) may be behind ours: a caught-up shard is taken to hold
+# nothing that arrived before its last call minus this.
+_CLOCK_SKEW_US = 100_000
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _SEQUENCE = re.compile(r"[0-9]{1,128}")
 _TRANSIENT_CODES = frozenset({"ResourceInUseException", "ExpiredNextTokenException"})
@@ -542,12 +545,13 @@ class _Reader:
                 if shard.iterator is None:
                     self.end(shard)
                     return
+            asked_at_us = time.time_ns() // 1000  # the wall clock, as AWS stamps arrivals
             response = self.client.get_records(ShardIterator=shard.iterator, Limit=self.settings.max_records)
         except _aws_errors() as err:
             self.failed(shard, err, started)
             return
         shard.failures = 0
-        self.take(shard, response)
+        self.take(shard, response, asked_at_us)
 
     def failed(self, shard: _Shard, err: BaseException, started: float) -> None:
         code = _aws.error_code(err)
@@ -566,7 +570,7 @@ class _Reader:
         shard.failures += 1
         shard.next_call = started + _backoff_s(self.settings.poll_interval_s, shard.failures)
 
-    def take(self, shard: _Shard, response: dict[str, Any]) -> None:
+    def take(self, shard: _Shard, response: dict[str, Any], asked_at_us: int | None = None) -> None:
         """Decode a GetRecords response into a chunk of rows; notice the shard's end."""
         records = response.get("Records") or []
         shard.iterator = response.get("NextShardIterator")
@@ -578,10 +582,13 @@ class _Reader:
             self.end(shard, chunk)
             return
         self.buffer.set_lag(shard.shard_id, None if lag is None else int(lag))
-        if lag == 0 and len(records) < self.settings.max_records:
-            # caught up: whatever comes next arrives from now on (a full answer may have more
-            # behind it even at lag 0: kinesalite, for one, always says 0)
-            frontier = math.inf
+        if lag == 0 and len(records) < self.settings.max_records and not shard.closed:
+            # caught up: whatever comes next arrived after the call (a full answer may have more
+            # behind it even at lag 0: kinesalite, for one, always says 0). Not so for a closed
+            # shard: what comes next is in its children, which hold the merge back once it ends.
+            frontier = math.inf if asked_at_us is None else float(asked_at_us - _CLOCK_SKEW_US)
+            if records:
+                frontier = max(frontier, float(_micros(records[-1]["ApproximateArrivalTimestamp"])))
         elif records:
             frontier = float(_micros(records[-1]["ApproximateArrivalTimestamp"]))
         else:
@@ -616,7 +623,10 @@ class _Reader:
         """The shard is drained: its last rows (if any) go out marked so, and its children may start."""
         shard.done = True
         shard.iterator = None
-        self.sync_soon = True  # its children are probably new
+        self.sync()  # learn its children now: they must hold the merge back before the parent leaves it
+        for child in self.shards.values():
+            if not child.done and shard.shard_id in child.parents and self.parents_done(child):
+                self.buffer.reading(child.shard_id)  # their records are newer than the parent's, not than others'
         self.buffer.set_lag(shard.shard_id, None)
         chunk = chunk if chunk is not None else _Chunk(shard.shard_id, [], [], [], [])
         chunk.ends_shard = True
