@@ -45,12 +45,19 @@ SAMPLE_ROWS = 200
 
 SourceOpt = Annotated[
     list[str] | None,
-    typer.Option("--source", "-s", help="[NAME=]URI to read a stream from: a path, file:PATH, - (stdin), demo:ticker."),
+    typer.Option(
+        "--source",
+        "-s",
+        help="[NAME=]URI to read a stream from: a path, file:PATH, - (stdin), demo:ticker, kinesis://STREAM.",
+    ),
 ]
 SinkOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--sink", "-o", help="[NAME=]URI to write a result to: a path (.jsonl .csv .parquet), file:PATH, - (stdout)."
+        "--sink",
+        "-o",
+        help="[NAME=]URI to write a result to: a path (.jsonl .csv .parquet), file:PATH, - (stdout), "
+        "s3://BUCKET/PREFIX, kinesis://STREAM.",
     ),
 ]
 ReferenceOpt = Annotated[
