@@ -453,6 +453,8 @@ def _summary(stats: Any) -> None:
         text += " (" + ", ".join(f"{reason}: {n:,}" for reason, n in sorted(stats.errors.items())) + ")"
     if stats.state_rows:
         text += f"; state kept: {stats.state_rows:,} rows, {stats.state_bytes / 1024:,.0f} KiB"
+    if stats.lag_ms:
+        text += "; behind the stream head: " + ", ".join(f"{k} {v:,} ms" for k, v in sorted(stats.lag_ms.items()))
     print(text, file=sys.stderr)
 
 

@@ -65,6 +65,7 @@ class RunStats:
     errors: Counter = field(default_factory=Counter)  # by reason
     batches: int = 0
     state_rows: int = 0  # rows held in operator state at the end (open windows x keys, buffers)
+    lag_ms: dict = field(default_factory=dict)  # source stream -> how far behind its head (Kinesis)
     state_bytes: int = 0
 
 
@@ -269,6 +270,11 @@ class Runner:
 
     def _poll(self, item: _Input) -> bool:
         batch = item.source.poll(item.request, self.options.batch_interval_s)
+        lag = getattr(item.source, "lag_ms", None)
+        if lag is not None:
+            value = lag()
+            if value is not None:
+                self.stats.lag_ms[self.program.streams[item.key].name] = value
         if batch is None:
             item.done = True
             if self.options.flush:

@@ -203,13 +203,12 @@ def test_sigkill_reshard_and_restart_give_every_window_once(
     try:
         _wait_for_objects(moto, "lake2", "kpis/")
         _put(kinesis, "e2e-kill", second[:1000])
+        _split_two(kinesis, "e2e-kill")  # a reshard in the middle of the run: parents drained before children
+        _put(kinesis, "e2e-kill", second[1000:])
         time.sleep(1.5)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    # reshard while the engine is down: split two of the four shards; parents are drained first
-    _split_two(kinesis, "e2e-kill")
-    _put(kinesis, "e2e-kill", second[1000:])
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(2.0)
@@ -225,6 +224,7 @@ def test_sigkill_reshard_and_restart_give_every_window_once(
     assert all(k.endswith(".json") for k in keys)
     # credentials are in no message and in no object (checkpoints included)
     assert SECRET not in done.stderr
+    assert "behind the stream head: events 0 ms" in done.stderr  # the lag, reported at exit
     s3 = moto.client("s3")
     for obj in s3.list_objects_v2(Bucket="lake2")["Contents"]:
         assert SECRET.encode() not in s3.get_object(Bucket="lake2", Key=obj["Key"])["Body"].read()
