@@ -183,6 +183,14 @@ def _stream_of(target: str | None, options: Options) -> str:
     return name
 
 
+def _take_format(options: Options) -> str:
+    """The ``format`` option: ``json`` (also ``jsonl``, ``ndjson``; the default) or ``csv``."""
+    fmt = options.take("format", "json").strip().lower()
+    if fmt not in _SOURCE_FORMATS:
+        raise ConnectorError(f"option 'format': {fmt!r} is not one of csv, json", where=options.where)
+    return _SOURCE_FORMATS[fmt]
+
+
 def _take_endpoint(options: Options) -> tuple[str | None, str | None]:
     endpoint = options.take_optional("endpoint")
     region = options.take_optional("region")
@@ -661,10 +669,7 @@ class KinesisSource:
         self.name = name
         self.stream = stream
         self.where = options.where
-        fmt = options.take("format", "json").strip().lower()
-        if fmt not in _SOURCE_FORMATS:
-            raise ConnectorError(f"option 'format': {fmt!r} is not one of csv, json", where=self.where)
-        self.format: str | None = _SOURCE_FORMATS[fmt]
+        self.format: str | None = _take_format(options)
         self.csv_options: dict[str, Any] | None = take_csv_options(options) if self.format == "csv" else None
         self.start = _parse_start(options.take("start", "trim_horizon"), self.where)
         self.endpoint, self.region = _take_endpoint(options)
@@ -1003,10 +1008,7 @@ class KinesisSink:
         self.name = name
         self.stream = stream
         self.where = options.where
-        fmt = options.take("format", "json").strip().lower()
-        if fmt not in _SOURCE_FORMATS:
-            raise ConnectorError(f"option 'format': {fmt!r} is not one of csv, json", where=self.where)
-        self.format = _SOURCE_FORMATS[fmt]
+        self.format = _take_format(options)
         self.delimiter = ","
         if self.format == "csv":
             self.delimiter = take_csv_options(_only(options, "delimiter"))["delimiter"]

@@ -46,16 +46,36 @@ def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
 
 
-class MotoServer:
+class _Server:
+    """What both servers offer: an endpoint on 127.0.0.1, boto3 clients, an environment."""
+
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, service: str = "kinesis"):  # noqa: ANN201 - a boto3 client
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+        )
+
+    def env(self) -> dict[str, str]:
+        """Environment for a duckstream process that should use this server."""
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+
+class MotoServer(_Server):
     """moto in server mode on 127.0.0.1:``port``; restartable on the same port."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self._server = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoServer:
         import logging
@@ -79,20 +99,6 @@ class MotoServer:
 
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).read()
 
-    def client(self, service: str):  # noqa: ANN201 - a boto3 client
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
-        )
-
-    def env(self) -> dict[str, str]:
-        """Environment for a duckstream process that should use this server."""
-        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
-
 
 def install_kinesalite() -> Path:
     """The kinesalite entry script, installing it from the npm registry if needed."""
@@ -113,16 +119,12 @@ def install_kinesalite() -> Path:
     return script
 
 
-class Kinesalite:
+class Kinesalite(_Server):
     """A kinesalite process on 127.0.0.1:``port`` (in-memory; shards become ACTIVE quickly)."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Kinesalite:
         script = install_kinesalite()
@@ -158,16 +160,3 @@ class Kinesalite:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
             self._proc = None
-
-    def client(self, service: str = "kinesis"):  # noqa: ANN201 - a boto3 client
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
-        )
-
-    def env(self) -> dict[str, str]:
-        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
