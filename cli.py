@@ -3,6 +3,7 @@
     duckstream run PROGRAM.sql [--source [NAME=]URI]... [--sink [NAME=]URI]... [--errors URI] ...
     duckstream explain PROGRAM.sql
     duckstream check PROGRAM.sql
+    duckstream test PATH
 
 A user's mistake (in the program, an option, a URI) prints one line naming where it is and exits
 with code 2; a bad record under ``--strict`` exits with 1. Anything else is a bug: a traceback
@@ -492,6 +493,30 @@ def check(
         prog, _, _ = _compile(program, _Bindings(source, "--source"), references=_Bindings(reference, "--reference"))
         outputs = ", ".join(o.name for o in prog.outputs)
         print(f"{program}: ok ({len(prog.operators)} operators; reads {_names(prog, prog.sources)}; writes {outputs})")
+
+    _guard(debug, body)
+
+
+@app.command("test")
+def test_cases(
+    path: Annotated[Path, typer.Argument(help="A .case file, or a directory searched for .case files recursively.")],
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="Run each case with its own batches only (no re-splits, no checkpoint/restore)."),
+    ] = False,
+    update: Annotated[
+        bool, typer.Option("--update", help="Rewrite each case's expected output from what it produces (review it!).")
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Test programs against .case files (input, expected output); exit 1 if one fails."""
+
+    def body() -> None:
+        from engine.testrunner import run_tests
+
+        code = run_tests(path, quick=quick, update=update, complain=lambda line: print(line, file=sys.stderr))
+        if code:
+            raise typer.Exit(code)
 
     _guard(debug, body)
 

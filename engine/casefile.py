@@ -17,6 +17,19 @@ Format (sections start with ``-- <key>:`` lines; the SQL comes first)::
     -- expect: error_stream
     {"reason": "late", "source_offset": "readings:3"}
 
+A case can test a program kept in its own file, and read an input from a file; paths are
+relative to the case file (``duckstream test`` runs users' cases this way)::
+
+    -- program: ticker_kpis.sql
+    -- input: trades from ticker_kpis.trades.jsonl
+
+With ``-- program:`` the case holds no SQL of its own and error positions are the ``.sql``
+file's. An input file is one batch (the runner splits it every other way anyway); an input
+section's inline rows may follow it. ``-- options: idle-timeout=5s`` lets a quiet source's
+watermark follow processing time, which in a case is a manual clock that stands still while
+rows arrive and moves only while every source is quiet: ``-- wait: 30s`` in an input section
+makes that source (and so the run) quiet for 30 s before its next batch.
+
 An expected failure is one line: ``-- expect: error at 4:44 containing 'unknown column'``.
 Line and column count from the top of the file, which is what a user sees in their ``.sql``.
 
@@ -35,6 +48,7 @@ import datetime as dt
 import json
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +57,8 @@ from engine.errors import DuckstreamError
 from engine.plan.planner import PlanOptions, compile_program
 from engine.runtime.loop import RunOptions
 
-_DIRECTIVE = re.compile(r"^--\s*(about|options|converge|input|expect|batch)\b:?\s*(.*)$")
+_DIRECTIVE = re.compile(r"^--\s*(about|program|options|converge|input|expect|batch|wait)\b:?\s*(.*)$")
+_INPUT_FROM = re.compile(r"^(\S+)\s+from\s+(.+)$")
 _ERROR_AT = re.compile(r"^error at (\d+):(\d+)(?: containing '(.*)')?$")
 REL_TOL = 1e-9
 
@@ -61,6 +76,8 @@ class Case:
     options: dict[str, str] = field(default_factory=dict)
     converge: list[str] = field(default_factory=list)
     about: str = ""
+    program_path: str | None = None  # ``-- program: FILE``: the SQL came from there
+    waits: dict[str, dict[int, float]] = field(default_factory=dict)  # stream -> batch index -> quiet seconds
 
 
 class CaseFormatError(DuckstreamError):
@@ -87,15 +104,29 @@ def parse_case(text: str, path: str = "<case>") -> Case:
                     case.options[name.strip()] = val.strip() or "true"
             elif key == "converge":
                 case.converge = [c.strip() for c in value.split(",") if c.strip()]
+            elif key == "program":
+                case.program_path = _program_file(path, n, value, case)
+                section = None
             elif key == "input":
                 if not value:
                     raise CaseFormatError("'-- input:' needs a stream name", where=f"{path}:{n}")
-                section = ("input", value)
-                case.inputs.setdefault(value, []).append([])
-            elif key == "batch":
+                source = _INPUT_FROM.match(value)
+                name = source.group(1) if source else value
+                section = ("input", name)
+                batches = case.inputs.setdefault(name, [])
+                batches.append(_input_file(path, n, source.group(2).strip()) if source else [])
+            elif key in ("batch", "wait"):
                 if section is None or section[0] != "input":
-                    raise CaseFormatError("'-- batch' outside an input section", where=f"{path}:{n}")
-                case.inputs[section[1]].append([])
+                    raise CaseFormatError(f"'-- {key}' outside an input section", where=f"{path}:{n}")
+                batches = case.inputs[section[1]]
+                if key == "wait":
+                    seconds = _wait_seconds(path, n, value)
+                    if batches[-1]:
+                        batches.append([])
+                    waits = case.waits.setdefault(section[1], {})
+                    waits[len(batches) - 1] = waits.get(len(batches) - 1, 0.0) + seconds
+                else:
+                    batches.append([])
             elif key == "expect":
                 err = _ERROR_AT.match(value)
                 if err:
@@ -127,11 +158,49 @@ def parse_case(text: str, path: str = "<case>") -> Case:
                 raise CaseFormatError(f"expected rows must be JSON objects: {e}", where=f"{path}:{n}") from None
             (case.outputs[name] if kind == "output" else case.errors).append(row)  # type: ignore[union-attr]
     case.sql = "\n".join(sql_lines)
+    if case.program_path is not None:
+        inline = [ln for ln in sql_lines if ln.strip() and not ln.strip().startswith("--")]
+        if inline:
+            raise CaseFormatError("a case with '-- program:' holds no SQL of its own", where=path)
+        case.sql = Path(case.program_path).read_text(encoding="utf-8")
     if case.error_at is None and not case.outputs and case.errors is None:
         raise CaseFormatError(
             "the case expects nothing: add '-- expect: output' or '-- expect: error at L:C'", where=path
         )
     return case
+
+
+def _beside(path: str, line: int, name: str, what: str) -> Path:
+    """A file named in a case, relative to the case file; it must exist."""
+    if not name:
+        raise CaseFormatError(f"'-- {what}:' needs a file name", where=f"{path}:{line}")
+    target = Path(path).parent / name
+    if not target.is_file():
+        raise CaseFormatError(f"no such file: {target}", where=f"{path}:{line}")
+    return target
+
+
+def _program_file(path: str, line: int, name: str, case: Case) -> str:
+    if case.program_path is not None:
+        raise CaseFormatError("a case has one '-- program:'", where=f"{path}:{line}")
+    return str(_beside(path, line, name, "program"))
+
+
+def _input_file(path: str, line: int, name: str) -> list[bytes]:
+    """The records of an input file: its non-blank lines."""
+    data = _beside(path, line, name, "input").read_bytes()
+    return [ln.rstrip(b"\r") for ln in data.split(b"\n") if ln.strip()]
+
+
+def _wait_seconds(path: str, line: int, text: str) -> float:
+    from connectors.options import parse_duration
+
+    try:
+        return parse_duration(text, "wait") / 1e6
+    except DuckstreamError as err:
+        raise CaseFormatError(
+            f"'-- wait:' needs a duration such as 30s: {err.message}", where=f"{path}:{line}"
+        ) from None
 
 
 def load_case(path: str | Path) -> Case:
@@ -148,25 +217,98 @@ class Outcome:
     errors: list[dict[str, Any]]
 
 
-def _options(case: Case) -> tuple[PlanOptions, RunOptions]:
-    lateness = case.options.get("allowed-lateness")
-    lateness_us = 0
-    if lateness:
-        from connectors.options import parse_duration
+Batches = dict[str, list[list[bytes]]]  # stream -> micro-batches of payloads
+Waits = dict[str, dict[int, float]]  # stream -> batch index -> seconds the source is quiet before it
 
-        lateness_us = parse_duration(lateness, f"{case.path}: allowed-lateness")
-    known = {"allowed-lateness", "no-flush"}
+
+class ManualClock:
+    """Processing time for a case: stands still unless slept (the loop sleeps only when idle)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
+def _options(case: Case) -> tuple[PlanOptions, RunOptions]:
+    from connectors.options import parse_duration
+
+    lateness = case.options.get("allowed-lateness")
+    lateness_us = parse_duration(lateness, f"{case.path}: allowed-lateness") if lateness else 0
+    idle = case.options.get("idle-timeout")
+    idle_us = parse_duration(idle, f"{case.path}: idle-timeout") if idle else None
+    known = {"allowed-lateness", "no-flush", "idle-timeout"}
     unknown = set(case.options) - known
     if unknown:
         raise CaseFormatError(f"unknown option(s) {', '.join(sorted(unknown))}", where=case.path)
-    run = RunOptions(idle_timeout_us=None, flush="no-flush" not in case.options, sleep=lambda s: None)
+    clock = ManualClock()
+    run = RunOptions(
+        idle_timeout_us=idle_us,
+        flush="no-flush" not in case.options,
+        batch_interval_s=1.0,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     return PlanOptions(allowed_lateness_us=lateness_us), run
 
 
+def _waiting_source(name: str, batches: list[list[bytes]], waits: dict[int, float], clock: ManualClock) -> Any:
+    """A ``ListSource`` that is quiet (empty polls) for ``waits[i]`` seconds of ``clock`` before batch i."""
+    import pyarrow as pa
+
+    from engine.testing import ListSource
+    from engine.types import RAW_SCHEMA
+
+    class WaitingSource(ListSource):
+        def open(self, resume: Any) -> None:
+            super().open(resume)
+            self.quiet_until: float | None = None
+
+        def poll(self, max_rows: int, timeout_s: float) -> Any:
+            wait = waits.get(self.next_batch)
+            if wait:
+                if self.quiet_until is None:
+                    self.quiet_until = clock() + wait
+                if clock() < self.quiet_until:
+                    return pa.RecordBatch.from_pylist([], schema=RAW_SCHEMA)
+                waits.pop(self.next_batch)
+                self.quiet_until = None
+            return super().poll(max_rows, timeout_s)
+
+    return WaitingSource(name, batches)
+
+
+def _run_inputs(
+    program: Any, inputs: Batches, waits: Waits, options: RunOptions, checkpoint_dir: str | None = None
+) -> tuple[dict[str, Any], Any]:
+    """Run ``program`` over in-memory batches with quiet spells; (sinks by output name, error sink)."""
+    from engine.runtime.checkpoint import CheckpointStore, program_fingerprint
+    from engine.runtime.loop import Runner
+    from engine.testing import ListSink
+
+    assert isinstance(options.clock, ManualClock)
+    sources = {}
+    for key in program.sources:
+        name = program.streams[key].name
+        found = next((k for k in inputs if k.lower() == key), None)
+        if found is None:
+            raise KeyError(f"no input given for stream {name!r}")
+        sources[key] = _waiting_source(name, inputs[found], dict(waits.get(found, {})), options.clock)
+    sinks = {o.stream: ListSink(o.name) for o in program.outputs}
+    errors = ListSink("errors")
+    store = CheckpointStore(checkpoint_dir, program_fingerprint(program.text)) if checkpoint_dir else None
+    Runner(program, sources, sinks, errors, options, checkpoints=store).run()
+    return {o.name: sinks[o.stream] for o in program.outputs}, errors
+
+
 def run_case(
-    case: Case, splits: dict[str, list[list[bytes]]] | None = None, restore_after: int | None = None
+    case: Case, splits: Batches | None = None, restore_after: int | None = None, waits: Waits | None = None
 ) -> Outcome:
-    """Run the case's program over ``splits`` (default: the file's own batches).
+    """Run the case's program over ``splits`` (default: the file's own batches and waits).
 
     With ``restore_after`` = k, the run stops after k batches right after a checkpoint, and a new
     run of the same program resumes from that checkpoint; the outcome is what both committed.
@@ -174,28 +316,30 @@ def run_case(
     import tempfile
 
     from engine.formats.encode import to_json_lines
-    from engine.testing import run_program
 
     plan_opts, run_opts = _options(case)
-    program = compile_program(case.sql, case.path, None, plan_opts)
+    where = case.program_path or case.path
+    program = compile_program(case.sql, where, None, plan_opts)
     inputs = splits if splits is not None else case.inputs
+    pauses = waits if waits is not None else (case.waits if splits is None else {})
     runs = []
     if restore_after is None:
-        runs.append(run_program(program, inputs, run_opts))
+        runs.append(_run_inputs(program, inputs, pauses, run_opts))
     else:
-        with tempfile.TemporaryDirectory() as where:
+        with tempfile.TemporaryDirectory() as directory:
             first = RunOptions(**{**run_opts.__dict__, "stop_after_batches": restore_after})
-            runs.append(run_program(program, inputs, first, checkpoint_dir=where))
-            again = compile_program(case.sql, case.path, None, plan_opts)  # a new process would re-plan
-            runs.append(run_program(again, inputs, run_opts, checkpoint_dir=where))
+            runs.append(_run_inputs(program, inputs, pauses, first, checkpoint_dir=directory))
+            again = compile_program(case.sql, where, None, plan_opts)  # a new process would re-plan
+            _, run_opts = _options(case)  # and have a new clock
+            runs.append(_run_inputs(again, inputs, pauses, run_opts, checkpoint_dir=directory))
     outputs: dict[str, list[dict[str, Any]]] = {}
-    for sinks, _, _ in runs:
+    for sinks, _ in runs:
         for name, sink in sinks.items():
             rows = outputs.setdefault(name, [])
             for table in sink.committed:
                 rows += [json.loads(line) for line in to_json_lines(table).splitlines() if line.strip()]
     err_rows: list[dict[str, Any]] = []
-    for table in (t for _, errors, _ in runs for t in errors.committed):
+    for table in (t for _, errors in runs for t in errors.committed):
         table = table.drop_columns(["detected_at"])
         for row in table.to_pylist():
             payload = row.get("payload")
@@ -206,25 +350,53 @@ def run_case(
     return Outcome(outputs, err_rows)
 
 
-def splits_for(case: Case, seed: int) -> list[tuple[str, dict[str, list[list[bytes]]]]]:
-    """The ways the runner cuts the case's input: one batch, one row per batch, random cuts."""
+def _segments(case: Case, name: str) -> list[tuple[float, list[bytes]]]:
+    """A stream's input as (seconds quiet before, rows) pieces; a wait always starts a piece."""
+    waits = case.waits.get(name, {})
+    pieces: list[tuple[float, list[bytes]]] = []
+    for i, batch in enumerate(case.inputs[name]):
+        if i == 0 or i in waits:
+            pieces.append((waits.get(i, 0.0), []))
+        pieces[-1][1].extend(batch)
+    return pieces
+
+
+def _recut(case: Case, cut: Any) -> tuple[Batches, Waits]:
+    """Every stream's input cut by ``cut(name, rows) -> batches`` between its waits."""
+    batches: Batches = {}
+    waits: Waits = {}
+    for name in case.inputs:
+        out: list[list[bytes]] = []
+        for seconds, rows in _segments(case, name):
+            pieces = cut(name, rows)
+            if seconds:
+                waits.setdefault(name, {})[len(out)] = seconds
+                pieces = pieces or [[]]
+            out += pieces
+        batches[name] = out
+    return batches, waits
+
+
+def splits_for(case: Case, seed: int) -> list[tuple[str, Batches, Waits]]:
+    """The ways the runner cuts the case's input: one batch, one row per batch, random cuts.
+
+    Waits stay where they are: only the rows between two waits are cut differently.
+    """
     rng = random.Random(seed)
-    flat = {name: [row for b in batches for row in b] for name, batches in case.inputs.items()}
-    ways: list[tuple[str, dict[str, list[list[bytes]]]]] = [
-        ("one batch", {n: [rows] for n, rows in flat.items()}),
-        ("row by row", {n: [[r] for r in rows] for n, rows in flat.items()}),
+
+    def random_cut(name: str, rows: list[bytes]) -> list[list[bytes]]:
+        points = (
+            sorted(rng.sample(range(1, len(rows)), k=min(len(rows) - 1, rng.randint(1, 4)))) if len(rows) > 1 else []
+        )
+        bounds = [0, *points, len(rows)]
+        return [rows[a:b] for a, b in zip(bounds, bounds[1:])]
+
+    ways: list[tuple[str, Batches, Waits]] = [
+        ("one batch", *_recut(case, lambda n, rows: [rows])),
+        ("row by row", *_recut(case, lambda n, rows: [[r] for r in rows])),
     ]
     for i in range(3):
-        cut: dict[str, list[list[bytes]]] = {}
-        for n, rows in flat.items():
-            points = (
-                sorted(rng.sample(range(1, len(rows)), k=min(len(rows) - 1, rng.randint(1, 4))))
-                if len(rows) > 1
-                else []
-            )
-            bounds = [0, *points, len(rows)]
-            cut[n] = [rows[a:b] for a, b in zip(bounds, bounds[1:])]
-        ways.append((f"random split #{i + 1}", cut))
+        ways.append((f"random split #{i + 1}", *_recut(case, random_cut)))
     return ways
 
 
@@ -314,34 +486,51 @@ def check_outcome(case: Case, outcome: Outcome, own_split: bool) -> list[str]:
     return problems
 
 
-def check_case(case: Case, seed: int = 0) -> list[str]:
-    """Run a case every way the runner knows and return all problems found."""
+def check_runs(case: Case, seed: int = 0, quick: bool = False) -> Iterator[tuple[str, list[str]]]:
+    """Run a case every way the runner knows (only its own batches when ``quick``), yielding
+    (how it ran, problems) for each run; a run that fails to compile or run raises."""
     if case.error_at is not None:
-        line, col, text = case.error_at
-        try:
-            run_case(case)
-        except KeyError:
-            return [f"expected an error at {line}:{col}, but the program compiled"]
-        except DuckstreamError as err:
-            got = (getattr(err, "line", None), getattr(err, "col", None))
-            problems = []
-            if got != (line, col):
-                problems.append(f"error at {got[0]}:{got[1]}, expected {line}:{col}: {err}")
-            if text and text not in str(err):
-                problems.append(f"error {str(err)!r} does not contain {text!r}")
-            return problems
-        return [f"expected an error at {line}:{col}, but the program ran"]
-    problems = [f"own split: {p}" for p in check_outcome(case, run_case(case), own_split=True)]
-    for label, split in splits_for(case, seed):
-        problems += [f"{label}: {p}" for p in check_outcome(case, run_case(case, split), own_split=False)]
+        yield "compile", _check_error_at(case)
+        return
+    yield "own batches", check_outcome(case, run_case(case), own_split=True)
+    if quick:
+        return
+    for label, split, waits in splits_for(case, seed):
+        yield label, check_outcome(case, run_case(case, split, waits=waits), own_split=False)
     batches = sum(len(b) for b in case.inputs.values())
     if batches > 1 or any(len(b) > 1 for bs in case.inputs.values() for b in bs):
         # checkpoint after some batches of a row-by-row run, "crash", restore, finish
-        rows = {n: [[r] for b in bs for r in b] for n, bs in case.inputs.items()}
-        total = sum(len(v) for v in rows.values())
+        rows, waits = _recut(case, lambda n, rows: [[r] for r in rows])
+        total = sum(len(b) for bs in rows.values() for b in bs)
         at = random.Random(seed).randint(1, max(1, total - 1))
-        outcome = run_case(case, rows, restore_after=at)
-        problems += [f"restored after {at} batches: {p}" for p in check_outcome(case, outcome, own_split=False)]
+        outcome = run_case(case, rows, restore_after=at, waits=waits)
+        yield f"restored after {at} batches", check_outcome(case, outcome, own_split=False)
+
+
+def _check_error_at(case: Case) -> list[str]:
+    assert case.error_at is not None
+    line, col, text = case.error_at
+    try:
+        run_case(case)
+    except KeyError:
+        return [f"expected an error at {line}:{col}, but the program compiled"]
+    except DuckstreamError as err:
+        got = (getattr(err, "line", None), getattr(err, "col", None))
+        problems = []
+        if got != (line, col):
+            problems.append(f"error at {got[0]}:{got[1]}, expected {line}:{col}: {err}")
+        if text and text not in str(err):
+            problems.append(f"error {str(err)!r} does not contain {text!r}")
+        return problems
+    return [f"expected an error at {line}:{col}, but the program ran"]
+
+
+def check_case(case: Case, seed: int = 0) -> list[str]:
+    """Run a case every way the runner knows and return all problems found."""
+    problems: list[str] = []
+    for label, found in check_runs(case, seed):
+        prefix = "" if label == "compile" else f"{'own split' if label == 'own batches' else label}: "
+        problems += [prefix + p for p in found]
     return problems
 
 
