@@ -277,8 +277,8 @@ class CompiledProgram(Program):
         that caller. Rows already buffered stay there for ``poll``.
 
         Args:
-            name: the output's name (``result`` for a lone SELECT, ``result2``... for more, the
-                INSERT target otherwise); None if the program has one output.
+            name: the output's name (``result`` for a lone SELECT, ``result_1``, ``result_2``...
+                for several, the INSERT target's name otherwise); None if the program has one output.
             callback: called with each ``pa.Table`` of rows.
 
         Raises:
