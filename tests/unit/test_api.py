@@ -342,20 +342,21 @@ def test_docstring_examples() -> None:
         assert result.attempted and not result.failed, module.__name__
 
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _python_blocks() -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", DOCS.read_text(), flags=re.S | re.M)
+def _python_blocks(doc: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", (ROOT / doc).read_text(), flags=re.S | re.M)
 
 
-def test_every_python_block_of_docs_api_md_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocks = _python_blocks()
-    assert len(blocks) >= 5
+@pytest.mark.parametrize("doc", ["docs/api.md", "README.md"])
+def test_every_python_block_of_the_docs_runs(doc: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = _python_blocks(doc)
+    assert len(blocks) >= (5 if doc == "docs/api.md" else 1)
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     for n, block in enumerate(blocks, 1):
-        namespace: dict[str, Any] = {"__name__": f"docs_api_block_{n}"}
+        namespace: dict[str, Any] = {"__name__": f"doc_block_{n}"}
         try:
-            exec(compile(block, f"docs/api.md block {n}", "exec"), namespace)  # noqa: S102
+            exec(compile(block, f"{doc} python block {n}", "exec"), namespace)  # noqa: S102
         except Exception as err:
-            raise AssertionError(f"docs/api.md python block {n} failed: {err!r}\n{block}") from err
+            raise AssertionError(f"{doc} python block {n} failed: {err!r}\n{block}") from err
