@@ -334,6 +334,20 @@ def run(
             help="End the run (flush, commit, checkpoint) once every source has been idle this long (30s, 5m).",
         ),
     ] = None,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress",
+            help="Show live metrics on stderr (records/s, rows out, errors, watermark, lag; "
+            "a progress bar when every input is a file).",
+        ),
+    ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics."
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run a program until its inputs end (or forever, for an unbounded source)."""
@@ -370,7 +384,7 @@ def run(
             store = CheckpointStore(checkpoint_dir, program_fingerprint(prog.text), where="--checkpoint-dir")
         runner = Runner(prog, bound_sources, bound_sinks, error_sink, options, checkpoints=store, references=tables)
         runner.on_warning = lambda message: print(f"duckstream: {message}", file=sys.stderr)
-        with _graceful_stop(runner):
+        with _graceful_stop(runner), _observe(runner, progress, metrics_port):
             stats = runner.run()
         _summary(stats)
 
@@ -400,6 +414,95 @@ def _graceful_stop(runner: Any) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+PROGRESS_EVERY_S = 0.25  # status refresh on a terminal
+PLAIN_PROGRESS_EVERY_S = 5.0  # a status line when stderr is not a terminal
+
+
+@contextlib.contextmanager
+def _observe(runner: Any, progress: bool, port: int | None) -> Iterator[None]:
+    """``--progress`` and ``--metrics-port``: feed a ``Metrics`` from the runner, show and serve it."""
+    if not progress and port is None:
+        yield
+        return
+    from engine.runtime.metrics import Metrics, serve_metrics
+
+    metrics = Metrics()
+    runner.metrics = metrics
+    with contextlib.ExitStack() as stack:
+        if port is not None:
+            try:
+                stack.enter_context(serve_metrics(metrics, port))
+            except OSError as err:
+                raise ConnectorError(
+                    f"cannot serve metrics on 127.0.0.1:{port}: {err.strerror or err}", where="--metrics-port"
+                ) from None
+        if progress:
+            stack.enter_context(_progress_display(metrics))
+        yield
+
+
+@contextlib.contextmanager
+def _progress_display(metrics: Any) -> Iterator[None]:
+    """A rich live status line with a progress bar (terminals), else a plain line every few seconds;
+    both end with a last line when the run ends."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from engine.runtime.metrics import status_line
+
+    stop = threading.Event()
+    tty = sys.stderr.isatty()
+
+    def plain() -> str:
+        snap = metrics.snapshot()
+        done = snap.fraction_done
+        return f"duckstream: {'' if done is None else f'[{done:4.0%}] '}{status_line(snap)}"
+
+    if not tty:
+
+        def tick() -> None:
+            while not stop.wait(PLAIN_PROGRESS_EVERY_S):
+                print(plain(), file=sys.stderr, flush=True)
+
+        thread = threading.Thread(target=tick, name="duckstream-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            print(plain(), file=sys.stderr, flush=True)
+        return
+    bar = Progress(
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.description}"),
+        console=err_console,
+        transient=False,
+    )
+    task = bar.add_task("starting", total=None)
+
+    def refresh() -> None:
+        snap = metrics.snapshot()
+        done = snap.fraction_done
+        bar.update(task, description=rich_escape(status_line(snap)), total=None if done is None else 1.0)
+        if done is not None:
+            bar.update(task, completed=done)
+
+    def loop() -> None:
+        while not stop.wait(PROGRESS_EVERY_S):
+            refresh()
+
+    thread = threading.Thread(target=loop, name="duckstream-progress", daemon=True)
+    with bar:
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            refresh()
 
 
 def _size(text: str) -> int:

@@ -23,6 +23,7 @@ from engine.errors import ConnectorError, DuckstreamError, RecordError
 from engine.plan.logical import Program, StreamDef
 from engine.runtime.checkpoint import CheckpointStore
 from engine.runtime.faults import crash_point as _crash_point
+from engine.runtime.metrics import Metrics
 from engine.runtime.pipeline import Pipeline, TickResult
 from engine.types import ERROR_SCHEMA, MAX_TIME, SEQ_COL, Epoch, visible
 
@@ -67,6 +68,7 @@ class RunStats:
     state_rows: int = 0  # rows held in operator state at the end (open windows x keys, buffers)
     lag_ms: dict = field(default_factory=dict)  # source stream -> how far behind its head (Kinesis)
     state_bytes: int = 0
+    bytes_in: Counter = field(default_factory=Counter)  # source stream key -> payload bytes
 
 
 class _Input:
@@ -156,6 +158,7 @@ class Runner:
         self.pending = False  # the epoch has had rows or errors delivered since its start
         self.on_warning: Callable[[str], None] | None = None
         self.last_rows_any = self.last_commit  # for --until-idle
+        self.metrics: Metrics | None = None  # fed once per batch and at checkpoints when set
 
     def _all_sinks(self) -> dict[str, Sink]:
         sinks = dict(self.sinks)
@@ -201,12 +204,17 @@ class Runner:
                         continue
                     self._idle_advance()
                     self._maybe_commit()
+                    if self.metrics is not None:
+                        self._feed_metrics()
                     self.options.sleep(self.options.batch_interval_s)
             for sink in self._all_sinks().values():  # the input ended: nothing may stay buffered
                 getattr(sink, "flush", lambda: None)()
             self.checkpoint()
         finally:
             self.stats.state_rows, self.stats.state_bytes = self.pipeline.state_size()
+            if self.metrics is not None:
+                self._feed_metrics(state=False)
+                self.metrics.set_state(self.stats.state_rows, self.stats.state_bytes)
             for item in self.inputs:
                 item.source.close()
             for sink in self._all_sinks().values():
@@ -238,6 +246,7 @@ class Runner:
         A crash between the save and the commits is repaired on restart: sinks recommit.
         """
         epoch = self.epoch
+        started = time.perf_counter()
         states = {key: sink.prepare(epoch) for key, sink in self._all_sinks().items()}
         if self.checkpoints is not None:
             _crash_point("before-checkpoint")
@@ -251,6 +260,9 @@ class Runner:
             self.checkpoints.save(int(epoch), state)
             _crash_point("before-commit")
             self.last_checkpoint = self.options.clock()
+            if self.metrics is not None:
+                self.metrics.checkpointed(time.perf_counter() - started)
+                self.metrics.set_state(*self.pipeline.state_size())
         for n, sink in enumerate(self._all_sinks().values()):
             if n:
                 _crash_point("mid-commit")
@@ -292,12 +304,33 @@ class Runner:
             if future is not None:
                 errors = future if errors is None or errors.num_rows == 0 else pa.concat_tables([errors, future])
         self.stats.rows_in[item.key] += batch.num_rows
+        self.stats.bytes_in[item.key] += _payload_bytes(batch)
         self.stats.batches += 1
         item.last_rows_at = self.options.clock()
         result = self.pipeline.push(item.key, rows)
         item.wm_at_last_rows = self.pipeline.clocks[item.key].watermark
         self._deliver(result, errors)
+        if self.metrics is not None:
+            self._feed_metrics()
         return True
+
+    def _feed_metrics(self, state: bool = True) -> None:
+        """Hand the counts to ``self.metrics`` (once per batch: a few small dicts)."""
+        assert self.metrics is not None
+        names = {key: stream.name for key, stream in self.program.streams.items()}
+        outputs = {o.stream: o.name for o in self.program.outputs}
+        self.metrics.update(
+            records_in={names[k]: n for k, n in self.stats.rows_in.items()},
+            bytes_in={names[k]: n for k, n in self.stats.bytes_in.items()},
+            rows_out={outputs.get(k, names.get(k, k)): n for k, n in self.stats.rows_out.items()},
+            errors=self.stats.errors,
+            watermark_us={names[i.key]: self.pipeline.clocks[i.key].watermark for i in self.inputs},
+            lag_ms=self.stats.lag_ms,
+            progress={names[i.key]: _progress(i.source) for i in self.inputs},
+            batches=self.stats.batches,
+        )
+        if state and self.metrics.state_due():
+            self.metrics.set_state(*self.pipeline.state_size())
 
     def _idle_for_good(self) -> bool:
         """``--until-idle``: after that long without rows from any source, treat every source as
@@ -363,6 +396,20 @@ class Runner:
         elif now - self.last_commit >= self.options.commit_interval_s:
             self.last_commit = now
             self.checkpoint()
+
+
+def _payload_bytes(batch: pa.RecordBatch) -> int:
+    """Bytes a batch brought in: its payloads for a raw source, its Arrow size for a typed one."""
+    index = batch.schema.get_field_index("payload")
+    if index < 0:
+        return int(batch.nbytes)
+    return int(pc.sum(pc.binary_length(batch.column(index))).as_py() or 0)
+
+
+def _progress(source: Source) -> tuple[int, int] | None:
+    """(done, size) of a bounded source that knows its size (``progress()``), else None."""
+    progress = getattr(source, "progress", None)
+    return progress() if progress is not None and source.bounded else None
 
 
 def _due(sink: Sink) -> bool:
