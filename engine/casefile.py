@@ -24,8 +24,8 @@ relative to the case file (``duckstream test`` runs users' cases this way)::
     -- input: trades from ticker_kpis.trades.jsonl
 
 With ``-- program:`` the case holds no SQL of its own and error positions are the ``.sql``
-file's. An input file is one batch (the runner splits it every other way anyway); an input
-section's inline rows may follow it. ``-- options: idle-timeout=5s`` lets a quiet source's
+file's. An input file is one batch (the runner splits it every other way anyway); inline rows
+after it join that batch. ``-- options: idle-timeout=5s`` lets a quiet source's
 watermark follow processing time, which in a case is a manual clock that stands still while
 rows arrive and moves only while every source is quiet: ``-- wait: 30s`` in an input section
 makes that source (and so the run) quiet for 30 s before its next batch.

@@ -131,3 +131,23 @@ GROUP BY k, window_start, window_end;
     assert code == 1
     assert f"PASS {tmp_path / 'long.case'}" in out
     assert f"FAIL {tmp_path / 'short.case'}" in out
+
+
+def test_an_expected_error_is_located_in_the_program_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.sql").write_text(PROGRAM.splitlines()[0] + "\nSELECT kk FROM t;\n")
+    case = tmp_path / "bad.case"
+    case.write_text("-- program: bad.sql\n-- input: t\n-- expect: error at 2:8 containing 'unknown column'\n")
+    code, out, _ = _invoke(str(case))
+    assert code == 0 and out.startswith("PASS "), out
+    case.write_text("-- program: bad.sql\n-- input: t\n-- expect: error at 1:8\n")
+    code, out, _ = _invoke(str(case))
+    assert code == 1
+    assert f"error at 2:8, expected 1:8: {tmp_path / 'bad.sql'}:2:8: unknown column" in out
+
+
+def test_a_case_with_a_program_file_holds_no_sql(tmp_path: Path) -> None:
+    _project(tmp_path)
+    (tmp_path / "prog.case").write_text("-- program: prog.sql\nSELECT 1;\n-- input: t\n-- expect: output\n")
+    code, _, err = _invoke(str(tmp_path))
+    assert code == 2
+    assert err.strip() == f"error: {tmp_path / 'prog.case'}: a case with '-- program:' holds no SQL of its own"
