@@ -359,6 +359,7 @@ class _Buffer:
         self.cond = threading.Condition()
         self.queues: dict[str, deque[_Chunk]] = {}
         self.frontier: dict[str, float] = {}
+        self.behind: set[str] = set()  # shards read whose last answer was not "caught up" (or none yet)
         self.rows = 0
         self.nbytes = 0
         self.error: ConnectorError | None = None
@@ -373,6 +374,7 @@ class _Buffer:
             self.nbytes += chunk.nbytes
             if chunk.ends_shard:
                 self.frontier.pop(chunk.shard_id, None)
+                self.behind.discard(chunk.shard_id)
             elif frontier is not None:
                 self.frontier[chunk.shard_id] = max(self.frontier.get(chunk.shard_id, -math.inf), frontier)
             self.cond.notify_all()
@@ -380,7 +382,23 @@ class _Buffer:
     def reading(self, shard_id: str) -> None:
         """The reader starts on ``shard_id``: the merge waits for its first answer."""
         with self.cond:
-            self.frontier.setdefault(shard_id, -math.inf)
+            if shard_id not in self.frontier:
+                self.frontier[shard_id] = -math.inf
+                self.behind.add(shard_id)
+
+    def gone(self, shard_id: str) -> None:
+        """``shard_id`` vanished (expired past the retention period): the merge stops waiting for it."""
+        with self.cond:
+            self.frontier.pop(shard_id, None)
+            self.behind.discard(shard_id)
+            self.cond.notify_all()
+
+    def mark(self, shard_id: str, caught_up: bool) -> None:
+        with self.cond:
+            if caught_up:
+                self.behind.discard(shard_id)
+            else:
+                self.behind.add(shard_id)
 
     def starved(self, shard_id: str) -> bool:
         """Whether nothing of ``shard_id`` is buffered (the merge may be waiting for it)."""
@@ -538,6 +556,7 @@ class _Reader:
         for shard in self.shards.values():
             if shard.shard_id not in listed and not shard.done:
                 shard.done = True  # expired (past the retention period) before it could be read
+                self.buffer.gone(shard.shard_id)
 
     def fetch(self, shard: _Shard) -> None:
         """One GetRecords call on ``shard`` (after GetShardIterator if it has no iterator)."""
@@ -590,7 +609,9 @@ class _Reader:
             self.end(shard, chunk)
             return
         self.buffer.set_lag(shard.shard_id, None if lag is None else int(lag))
-        if lag == 0 and len(records) < self.settings.max_records and not shard.closed:
+        caught_up = lag == 0 and len(records) < self.settings.max_records and not shard.closed
+        self.buffer.mark(shard.shard_id, caught_up)
+        if caught_up:
             # caught up: whatever comes next arrived after the call (a full answer may have more
             # behind it even at lag 0: kinesalite, for one, always says 0). Not so for a closed
             # shard: what comes next is in its children, which hold the merge back once it ends.
@@ -733,6 +754,7 @@ class KinesisSource:
             raise ConnectorError(f"resume offset {rows_text!r} for {ROWS_KEY} is not a row count", where=self.where)
         client = self._kinesis()
         listing = _retrying(lambda: _list_shards(client, self.stream), self.stream, self.where)
+        self._listing = {info["ShardId"]: info for info in listing}
         open_ms = time.time_ns() // 1_000_000
         latest = f"{AT_TIMESTAMP}{open_ms}"
         shards: dict[str, _Shard] = {}
@@ -773,8 +795,23 @@ class KinesisSource:
                     f"resume offset {position!r} for shard {shard_id} is not a Kinesis position", where=self.where
                 )
             return position
-        parents = (info.get("ParentShardId"), info.get("AdjacentParentShardId"))
-        return TRIM_HORIZON if any(p and p in resume for p in parents) else self.start
+        return TRIM_HORIZON if self._descends_from(info, resume) else self.start
+
+    def _descends_from(self, info: dict[str, Any], resume: Offsets) -> bool:
+        """Whether a shard is a child (or grandchild, after two reshards) of a shard in ``resume``."""
+        by_id = self._listing
+        todo = [p for p in (info.get("ParentShardId"), info.get("AdjacentParentShardId")) if p]
+        seen: set[str] = set()
+        while todo:
+            parent = todo.pop()
+            if parent in resume:
+                return True
+            if parent in seen or parent not in by_id:
+                continue
+            seen.add(parent)
+            up = by_id[parent]
+            todo += [p for p in (up.get("ParentShardId"), up.get("AdjacentParentShardId")) if p]
+        return False
 
     def poll(self, max_rows: int, timeout_s: float) -> pa.RecordBatch:
         """Rows the reader has fetched (at most ``max_rows``), waiting at most ``timeout_s`` for
@@ -934,6 +971,15 @@ class KinesisSource:
     def offsets(self) -> Offsets:
         """``{"__rows": rows handed out, shard id: position, ...}`` for the rows ``poll`` returned."""
         return {ROWS_KEY: str(self._rows), **self._offsets}
+
+    def caught_up(self) -> bool:
+        """Whether every shard being read has answered that nothing more is waiting, and every
+        row fetched was handed out (``--until-idle`` waits for this before it counts)."""
+        reader = self._reader
+        if reader is None:
+            return False
+        with reader.buffer.cond:
+            return not reader.buffer.behind and reader.buffer.rows == 0
 
     def lag_ms(self) -> int | None:
         """The largest ``MillisBehindLatest`` of the last GetRecords call on each shard being read.

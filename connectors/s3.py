@@ -275,10 +275,9 @@ class S3Sink:
     whichever comes first; ``buffer_interval=0`` rolls at every ``prepare``. Sizes count the
     encoded, uncompressed bytes for json/csv and the in-memory Arrow size for parquet. Rows still
     buffered at a ``prepare`` go *into its state* (Arrow IPC, below the buffer size) so a crash
-    after the checkpoint loses none of them. ``close()`` after a clean end rolls and completes
-    them as epoch ``last_committed + 1`` (the end of a run must not strand rows; after a failure
-    it does no I/O); ``flush()`` asks the next ``prepare`` to roll everything (call it before the
-    last checkpoint of a bounded run, and ``close`` has nothing left to do).
+    after the checkpoint loses none of them; a resumed run carries on with them. ``flush()`` asks
+    the next ``prepare`` to roll everything (the runtime calls it before the last checkpoint of a
+    run that ends or stops on a signal). ``close()`` does no I/O.
 
     **Protocol.** ``prepare(n)`` rolls what is due and returns ``{"version": 1, "epoch": n,
     "run": token, "uploads": [{"key", "upload_id", "parts": [[number, etag], ...]}, ...], "held": None or
@@ -288,11 +287,9 @@ class S3Sink:
     and of the state, so a restart from a checkpoint names its objects as the crashed run did)
     and aborts this sink's unfinished uploads; objects of earlier runs are left alone and never
     overwritten. ``open(schema, n, state)`` completes the uploads of ``state``,
-    aborts every other unfinished upload of this sink, deletes the objects ``close`` gives the
-    held rows of ``state`` (epoch ``n + 1``: their keys follow from the rows, for both layouts and
-    every extension, so no listing of the prefix is needed) and restores the held rows. Objects
-    of epochs after ``n`` cannot exist otherwise: ``commit(n + 1)`` only runs once checkpoint
-    ``n + 1`` is saved. ``abort(n)`` aborts epoch
+    aborts every other unfinished upload of this sink and restores the held rows. Objects of
+    epochs after ``n`` cannot exist: ``commit(n + 1)`` only runs once checkpoint ``n + 1`` is
+    saved. ``abort(n)`` aborts epoch
     ``n``'s uploads and returns the buffer to what it held at the last commit.
 
     **Failures.** Every S3 call is retried on connection errors, 5xx and throttling with
@@ -438,24 +435,6 @@ class S3Sink:
         rel = key[len(self.root) :]
         return bool(self._hive_re.fullmatch(rel) or self._firehose_re.fullmatch(rel))
 
-    def _flushed_keys(self, epoch: int, held: dict[str, Any] | None) -> list[str]:
-        """The keys ``close`` gives ``held`` (the rows held at checkpoint ``epoch``): epoch
-        ``epoch + 1``, parts from 0, in both layouts and every extension (options may change
-        between runs)."""
-        if not held:
-            return []
-        table = pa.ipc.open_stream(held["ipc"]).read_all()
-        since = float(held.get("since") or 0.0)
-        keys = set()
-        for layout in ("hive", "firehose"):
-            groups: list[tuple[str, int | None]] = [("", None)]
-            if self.time_column is not None and self.time_column in table.column_names:
-                groups = sorted((p, oldest) for p, _, oldest in self._split_by_hour(table, self.time_column, layout))
-            for extension in _EXTENSIONS:
-                for part, (partition, min_us) in enumerate(groups):
-                    keys.add(self.object_key(epoch + 1, part, partition, min_us, since, layout, extension))
-        return sorted(keys)
-
     # -- the protocol ------------------------------------------------------------------------
 
     def open(self, schema: pa.Schema, last_committed: Epoch | None, state: dict | None = None) -> None:
@@ -591,34 +570,12 @@ class S3Sink:
         self._flush_requested = True
 
     def close(self) -> None:
-        """Publish the rows held at the last commit; safe to call twice.
-
-        After a clean end (the last call was a ``commit``) the rows held at that commit ``n``
-        are rolled as epoch ``n + 1`` and completed at once, so the end of a run strands
-        nothing; a later run that resumes from checkpoint ``n`` deletes them and sends them
-        again. After a failure (rows written, uploads started or an epoch prepared since the
-        last commit) ``close`` does no I/O at all, so it never waits for an S3 that is away:
-        the uploads stay invisible until the next ``open`` aborts them (or completes the
-        prepared ones) and the held rows are in the last checkpoint.
-
-        Raises:
-            ConnectorError: S3 down past ``retry_timeout`` while publishing held rows.
-        """
-        if not self._ready:
-            return
+        """Let go of the sink; safe to call twice. It does no I/O: rows still held by the
+        buffering hints are in the last checkpoint's state and go out when a later run resumes
+        from it (the runtime flushes the sinks before the last checkpoint of a run that ends or
+        stops on a signal, so then nothing is held). Publishing them here would show rows that
+        no checkpoint covers, which a resumed run would have to take back."""
         self._ready = False
-        held = self._committed_held
-        if self._dirty or self._uploads or self._prepared or not held:
-            return
-        epoch = (self._last_committed or 0) + 1
-        self._restore_buffer(held)
-        self._roll(epoch)
-        for upload in self._uploads.pop(epoch, []):
-            self._complete(upload.key, upload.upload_id, upload.parts, epoch)
-            self.stats["objects"] += 1
-            self.stats["rows"] += upload.rows
-            self.stats["bytes"] += upload.size
-        self._committed_held = None
 
     # -- buffering ---------------------------------------------------------------------------
 
@@ -919,7 +876,6 @@ class S3Sink:
             self._complete(key, upload_id, parts, epoch)  # the commit may not have finished: redo it
         self._abort_others(keep={upload_id for _, upload_id, _ in uploads})
         held = state.get("held")
-        self._delete(self._flushed_keys(epoch, held))  # published by close() past the checkpoint
         self._restore_buffer(held)
         self._committed_held = held
         self._last_committed = epoch

@@ -82,6 +82,7 @@ class Decoder:
         max_record_bytes: int = 1 << 20,
         csv_options: Mapping[str, Any] | None = None,
         clock: Callable[[], int] = now_us,
+        reserved: frozenset[str] = frozenset(),
     ) -> None:
         """Validate the configuration; no I/O.
 
@@ -96,6 +97,8 @@ class Decoder:
             csv_options: ``delimiter`` (one character, default ``,``) and ``header`` (bool or
                 ``"true"``/``"false"``, default true).
             clock: returns microseconds since the epoch, for ``detected_at``.
+            reserved: record keys (lower case) that never go to ``_extra`` (columns the source
+                supplies itself, like Kinesis's ``PARTITION_KEY``).
 
         Raises:
             ConnectorError: for an unknown format or option, a time column not in the schema, or a
@@ -132,6 +135,7 @@ class Decoder:
         if fmt == "json" and EXTRA_COL in self._names and _is_textual(self._types[self._names.index(EXTRA_COL)]):
             self._extra_index = self._names.index(EXTRA_COL)
         self._extras: dict[tuple[str, ...], list[str]] = {}  # keys tuple -> keys that go to _extra
+        self._reserved = reserved
         self._delimiter, self._has_header = _csv_settings(csv_options, stream)
         self._header: list[str] | None = None
         self._field_index: list[int | None] = list(range(len(self._names)))
@@ -290,7 +294,7 @@ class Decoder:
             return None  # several JSON values on one line
         present = table.column_names
         if self._extra_index is not None:
-            known = set(self._lower) - {EXTRA_COL}
+            known = (set(self._lower) - {EXTRA_COL}) | self._reserved
             if any(c.lower() not in known for c in present):
                 return None  # fields for _extra: the record-by-record path builds each row's object
         columns: list[pa.Array] = []
@@ -420,7 +424,7 @@ class Decoder:
                     raise _BadValue(str(err), self._event_time(obj, plan)) from None
             row.append(value)
         if self._extra_index is not None:
-            extra = {k: obj[k] for k in self._extras[tuple(obj)] if obj[k] is not None}
+            extra = {k: obj[k] for k in self._extras[tuple(obj)]}
             row[self._extra_index] = json.dumps(extra, ensure_ascii=False, separators=(",", ":")) if extra else None
         return row
 
@@ -442,7 +446,7 @@ class Decoder:
         if self._extra_index is not None:
             plan[self._extra_index] = None  # a record's own "_extra" key is just another extra field
             used = set(plan)
-            self._extras[keys] = [k for k in keys if k not in used]
+            self._extras[keys] = [k for k in keys if k not in used and k.lower() not in self._reserved]
         self._plans[keys] = plan
         return plan
 

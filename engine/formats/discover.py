@@ -78,16 +78,28 @@ def discover_schema(
     return schema
 
 
+_METADATA_MARK = {b"duckstream": b"source-metadata"}
+
+
 def with_metadata(schema: pa.Schema, metadata: pa.Schema | None) -> pa.Schema:
     """A discovered schema plus the columns its source supplies itself (Kinesis's
-    ``APPROXIMATE_ARRIVAL_TIME``, ``PARTITION_KEY``, ...), unless a record field has that name."""
+    ``APPROXIMATE_ARRIVAL_TIME``, ``PARTITION_KEY``, ...), unless a record field has that name;
+    the added fields are marked (``is_source_metadata``), so a record field is never taken for one."""
     if metadata is None:
         return schema
     taken = {name.lower() for name in schema.names}
+    extra = schema.get_field_index(EXTRA_COL)
     for field in metadata:
         if field.name.lower() not in taken:
-            schema = schema.append(field)
+            marked = field.with_metadata(_METADATA_MARK)
+            schema = schema.insert(extra, marked) if extra >= 0 else schema.append(marked)
+            extra = extra + 1 if extra >= 0 else extra
     return schema
+
+
+def is_source_metadata(field: pa.Field) -> bool:
+    """Whether ``with_metadata`` added this field (its value comes from the source, not the record)."""
+    return bool(field.metadata) and field.metadata.get(b"duckstream") == b"source-metadata"
 
 
 def _json_kinds(payloads: list[bytes]) -> dict[str, set[str]] | None:

@@ -63,13 +63,24 @@ def to_json_lines(table: pa.Table | pa.RecordBatch) -> bytes:
 
 def _merged_fields(extra: pa.Array, first: bool) -> pa.Array:
     """The members of each row's ``_extra`` object, to splice into that row's JSON object
-    (``_extra`` holds the fields of a schema-less record that no column took)."""
-    inner = pc.utf8_trim_whitespace(pc.fill_null(extra, "{}"))
-    ok = pc.and_(pc.starts_with(inner, "{"), pc.ends_with(inner, "}"))
-    inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(pc.if_else(ok, inner, "{}"), 1, -1))
-    if first:
-        return pc.binary_join_element_wise("{", inner, "")
-    return pc.if_else(pc.equal(inner, ""), "", pc.binary_join_element_wise(",", inner, ""))
+    (``_extra`` holds the fields of a schema-less record that no column took). A value that is
+    not one JSON object (text a query put there) stays an ordinary ``"_extra"`` string field."""
+    lead = "{" if first else ","
+    fragments: list[str] = []
+    for text in extra.to_pylist():
+        if text is None:
+            fragments.append(lead if first else "")
+            continue
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            value = None
+        if isinstance(value, dict):
+            inner = json.dumps(value, ensure_ascii=False, separators=(",", ":"))[1:-1]
+            fragments.append(lead + inner if inner or first else "")
+        else:
+            fragments.append(lead + json.dumps(EXTRA_COL) + ":" + json.dumps(text, ensure_ascii=False))
+    return pa.array(fragments, pa.string())
 
 
 def to_csv(table: pa.Table | pa.RecordBatch, header: bool = True, delimiter: str = ",") -> bytes:

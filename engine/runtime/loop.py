@@ -83,7 +83,7 @@ class _Input:
         fmt = source.format or "json"
         # Columns the source itself supplies (Kinesis: APPROXIMATE_ARRIVAL_TIME, PARTITION_KEY, ...)
         # are taken from the raw batch, not decoded from the payload.
-        self.metadata = _metadata_columns(source, stream.schema)
+        self.metadata = _metadata_columns(source, stream)
         payload_schema = pa.schema([f for f in stream.schema if f.name not in self.metadata])
         time_column = stream.time_column if stream.time_column not in self.metadata else None
         self.decoder = Decoder(
@@ -93,6 +93,7 @@ class _Input:
             time_column=time_column,
             max_record_bytes=options.max_record_bytes,
             csv_options=getattr(source, "csv_options", None),
+            reserved=frozenset(name.lower() for name in self.metadata),
         )
         self.done = False
         self.idle_timeout_us = options.idle_timeout_us
@@ -183,9 +184,14 @@ class Runner:
         else:
             for item in self.inputs:
                 item.source.open(None)
+        self.last_rows_any = self.options.clock()  # --until-idle counts from here, not from setup
         try:
             while not all(i.done for i in self.inputs):
-                if self.stop_requested or (
+                if self.stop_requested:  # graceful: what sinks hold goes out with the last checkpoint
+                    self._flush_sinks()
+                    self.checkpoint()
+                    return self.stats
+                if (
                     self.options.stop_after_batches is not None
                     and self.stats.batches >= self.options.stop_after_batches
                 ):
@@ -207,8 +213,7 @@ class Runner:
                     if self.metrics is not None:
                         self._feed_metrics()
                     self.options.sleep(self.options.batch_interval_s)
-            for sink in self._all_sinks().values():  # the input ended: nothing may stay buffered
-                getattr(sink, "flush", lambda: None)()
+            self._flush_sinks()  # the input ended: nothing may stay buffered
             self.checkpoint()
         finally:
             self.stats.state_rows, self.stats.state_bytes = self.pipeline.state_size()
@@ -332,11 +337,24 @@ class Runner:
         if state and self.metrics.state_due():
             self.metrics.set_state(*self.pipeline.state_size())
 
+    def _flush_sinks(self) -> None:
+        for sink in self._all_sinks().values():
+            getattr(sink, "flush", lambda: None)()
+
     def _idle_for_good(self) -> bool:
         """``--until-idle``: after that long without rows from any source, treat every source as
-        ended (windows flush unless ``flush`` is off); the loop then checkpoints and returns."""
+        ended (windows flush unless ``flush`` is off); the loop then checkpoints and returns.
+        A source that can tell (Kinesis: every shard answered and nothing is behind) must also
+        say it is caught up, so a slow start is not mistaken for the end of the data."""
         limit = self.options.until_idle_s
-        if limit is None or self.options.clock() - self.last_rows_any < limit:
+        now = self.options.clock()
+        if limit is None:
+            return False
+        for item in self.inputs:
+            caught_up = getattr(item.source, "caught_up", None)
+            if caught_up is not None and not item.done and not caught_up():
+                self.last_rows_any = now
+        if now - self.last_rows_any < limit:
             return False
         for item in self.inputs:
             if not item.done:
@@ -418,13 +436,38 @@ def _due(sink: Sink) -> bool:
     return bool(due()) if due is not None else False
 
 
-def _metadata_columns(source: Source, schema: pa.Schema) -> dict[str, str]:
-    """Stream column -> raw batch column, for the columns a source supplies (matched ignoring case)."""
+def _metadata_columns(source: Source, stream: StreamDef) -> dict[str, str]:
+    """Stream column -> raw batch column, for the columns a source supplies: in a declared stream,
+    those named like them (ignoring case); in a discovered one, only those discovery added for the
+    source (a record field of the same name stays the record's).
+
+    Raises:
+        ConnectorError: for a declared column whose type the source's value cannot have.
+    """
+    from engine.formats.discover import is_source_metadata
+    from engine.formats.types import sql_type_name
+
     offered = getattr(source, "metadata_schema", None)
     if source.kind != "raw" or offered is None:
         return {}
-    by_lower = {name.lower(): name for name in offered.names}
-    return {f.name: by_lower[f.name.lower()] for f in schema if f.name.lower() in by_lower}
+    by_lower = {f.name.lower(): f for f in offered}
+    found: dict[str, str] = {}
+    for field_ in stream.schema:
+        given = by_lower.get(field_.name.lower())
+        if given is None or (not stream.declared and not is_source_metadata(field_)):
+            continue
+        same_kind = (pa.types.is_timestamp(given.type) and pa.types.is_timestamp(field_.type)) or (
+            pa.types.is_string(given.type) and pa.types.is_string(field_.type)
+        )
+        if not same_kind:
+            raise ConnectorError(
+                f"column {field_.name} comes from the source as {sql_type_name(given.type)}, "
+                f"not {sql_type_name(field_.type)}",
+                where=stream.where or stream.name,
+                hint=f"declare it {field_.name} {sql_type_name(given.type)}",
+            )
+        found[field_.name] = given.name
+    return found
 
 
 def _reject_future(rows: pa.Table, stream: StreamDef, max_ahead_us: int) -> tuple[pa.Table, pa.Table | None]:
