@@ -168,6 +168,8 @@ def _compile(
         return with_metadata(discovered, getattr(source, "metadata_schema", None))
 
     refs = references or _Bindings(None, "--reference")
+    if refs.unnamed:
+        raise ConnectorError(f"{refs.unnamed[0]!r}: give a reference table as NAME=URI", where="--reference")
     tables: dict[str, Any] = {}
 
     def reference(name: str) -> pa.Schema | None:

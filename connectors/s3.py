@@ -803,19 +803,6 @@ class S3Sink:
         except _Rejected:
             pass  # already completed or aborted
 
-    def _list_objects(self) -> Iterator[str]:
-        token: str | None = None
-        while True:
-            extra = {"ContinuationToken": token} if token else {}
-            page = self._call(
-                "cannot list objects", self._s3.list_objects_v2, Bucket=self.bucket, Prefix=self.root, **extra
-            )
-            for item in page.get("Contents", []):
-                yield str(item["Key"])
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
-
     def _list_uploads(self) -> Iterator[tuple[str, str]]:
         markers: dict[str, str] = {}
         while True:
@@ -831,25 +818,6 @@ class S3Sink:
             if not page.get("IsTruncated"):
                 return
             markers = {"KeyMarker": page.get("NextKeyMarker", ""), "UploadIdMarker": page.get("NextUploadIdMarker", "")}
-
-    def _delete(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), 1000):
-            chunk = [{"Key": k} for k in keys[start : start + 1000]]
-            done = self._call(
-                "cannot delete objects",
-                self._s3.delete_objects,
-                Bucket=self.bucket,
-                Delete={"Objects": chunk, "Quiet": True},
-            )
-            errors = done.get("Errors") or []
-            if errors:
-                first = errors[0]
-                raise ConnectorError(
-                    f"{self.label}: cannot delete {first.get('Key')}: {first.get('Code')} ({len(errors)} objects)",
-                    where=self.where,
-                )
-
-    # -- fresh start and recovery ------------------------------------------------------------
 
     def _abort_others(self, keep: set[str]) -> None:
         """Abort this sink's unfinished uploads under the prefix, but those in ``keep``."""
