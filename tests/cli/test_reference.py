@@ -54,6 +54,7 @@ def test_reference_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         (["--reference", f"companies={tmp_path / 'missing.csv'}"], "--reference companies: no such file"),
         (["--reference", f"companies={ref}", "--reference", f"rates={ref}"], "'rates' is not a table this program"),
         (["--reference", "companies=kinesis://x"], "a reference table is a file or an s3:// object"),
+        (["--reference", str(ref)], "give a reference table as NAME=URI"),
     ]
     for extra, message in cases:
         result = CliRunner().invoke(app, ["run", str(sql), "-s", f"trades={data}", *extra, "-o", str(tmp_path / "o")])
