@@ -626,6 +626,29 @@ def test_cases(
     _guard(debug, body)
 
 
+@app.command()
+def repl(
+    source: SourceOpt = None,
+    execute: Annotated[
+        str | None, typer.Option("--execute", "-e", help="Run these statements, print their results and exit.")
+    ] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Run the statements of this file and exit.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before STOP and DROP.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """An interactive SQL shell: live queries over --source streams (unnamed: SOURCE_SQL_STREAM_001)."""
+    code: list[int] = [0]
+
+    def body() -> None:
+        from engine.repl import main as repl_main
+
+        code[0] = repl_main(source or [], execute, file, yes=yes, debug=debug)
+
+    _guard(debug, body)
+    if code[0]:
+        raise typer.Exit(code[0])
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

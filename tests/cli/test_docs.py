@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli import app
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
-COMMANDS = ["run", "explain", "check", "test"]
+COMMANDS = ["run", "explain", "check", "test", "repl"]
 ENV = {"COLUMNS": "100", "TERM": "dumb", "NO_COLOR": "1", "_TYPER_FORCE_DISABLE_TERMINAL": "1"}
 
 

@@ -1,0 +1,182 @@
+"""``duckstream repl``, driven through a real pseudo-terminal (pexpect) and as a script (``-e``, ``-f``, stdin)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.repl import is_complete, split_statements
+
+pexpect = pytest.importorskip("pexpect")
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = "demo:ticker?rows=500"
+PROMPT = "duckstream>"
+ANSI = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"  # rich and prompt_toolkit put styles between words
+VIEW = "CREATE VIEW v AS SELECT TICKER_SYMBOL, PRICE, EVENT_TIME"
+WINDOWED = (
+    "SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE v, DESCRIPTOR(EVENT_TIME), INTERVAL '1' SECOND)) "
+    "GROUP BY window_start, window_end;"
+)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        DUCKSTREAM_HISTORY=str(tmp_path / "history"),
+        PROMPT_TOOLKIT_NO_CPR="1",
+        TERM="xterm",
+        NO_COLOR="1",
+        COLUMNS="120",
+        LINES="40",
+    )
+
+
+@pytest.fixture
+def shell(tmp_path: Path) -> Iterator[pexpect.spawn]:
+    child = pexpect.spawn(
+        sys.executable,
+        ["cli.py", "repl", "--source", SOURCE, "--source", "live=demo:ticker"],
+        cwd=str(ROOT),
+        env=_env(tmp_path),
+        encoding="utf-8",
+        timeout=15,
+        dimensions=(40, 120),
+    )
+    child.expect(PROMPT)
+    yield child
+    if child.isalive():
+        child.terminate(force=True)
+
+
+def test_live_query_errors_modes_and_catalog_in_a_terminal(shell: pexpect.spawn, tmp_path: Path) -> None:
+    shell.sendline(VIEW)  # no ';' yet: the statement goes on
+    shell.expect("->")
+    shell.sendline("FROM SOURCE_SQL_STREAM_001;")
+    shell.expect("v defined")
+    shell.expect(PROMPT)
+
+    shell.sendline(WINDOWED)
+    shell.expect(r"2024-05-01T10:00:00Z" + ANSI + r"\s*" + ANSI + r"│" + ANSI + r"\s*91")  # the first window
+    shell.expect(r"done")  # the status line of the last frame stays on screen
+    shell.expect(PROMPT)
+
+    shell.sendline("SELECT nope FROM v;")
+    shell.expect(r"error:" + ANSI + r" input:1:8: unknown column \"nope\"")
+    shell.expect(PROMPT)  # the shell goes on
+    shell.sendline("SELEC 1;")
+    shell.expect(r"error:" + ANSI + r" input:1:1")
+    shell.expect(PROMPT)
+
+    shell.sendline(".mode json")
+    shell.expect(PROMPT)
+    shell.sendline(WINDOWED)
+    shell.expect(re.escape('{"window_start":"2024-05-01T10:00:00Z","n":91}'))
+    shell.expect(PROMPT)
+
+    shell.sendline("SHOW STREAMS;")
+    shell.expect(r"SOURCE_SQL_STREAM_001" + ANSI + r"\s+" + ANSI + "source")
+    shell.expect(PROMPT)
+    shell.sendline("DESCRIBE v;")
+    shell.expect(r"PRICE" + ANSI + r"\s+" + ANSI + r"DOUBLE")
+    shell.expect(PROMPT)
+    shell.sendline(".errors 1")
+    shell.expect('"reason": "late"')  # the demo stream has late rows: one command away
+    shell.expect(PROMPT)
+
+    shell.sendline(".quit")
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 0
+    history = (tmp_path / "history").read_text(encoding="utf-8")
+    assert "SELECT nope FROM v;" in history and "FROM SOURCE_SQL_STREAM_001;" in history
+
+
+def test_ctrl_c_stops_the_live_query_not_the_shell(shell: pexpect.spawn) -> None:
+    shell.sendline("SELECT TICKER_SYMBOL, PRICE FROM live WHERE PRICE > 100;")  # an unbounded source
+    shell.expect(r"running")
+    shell.sendintr()
+    shell.expect(r"stopped")
+    shell.expect(PROMPT)
+    shell.sendline(
+        "SELECT COUNT(*) AS n FROM TABLE(TUMBLE(TABLE SOURCE_SQL_STREAM_001, DESCRIPTOR(EVENT_TIME), "
+        "INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;"
+    )
+    shell.expect(r"500")  # the shell still runs queries
+    shell.expect(PROMPT)
+    shell.sendintr()  # Ctrl-C at the prompt clears the line, the shell stays
+    shell.expect(PROMPT)
+    shell.sendeof()
+    shell.expect(pexpect.EOF)
+
+
+def _run(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = _env(tmp_path)
+    return subprocess.run(
+        [sys.executable, "cli.py", "repl", "--source", SOURCE, *args],
+        cwd=str(ROOT),
+        env=env,
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_execute_prints_rows_and_exits(tmp_path: Path) -> None:
+    sql = (
+        ".mode json\nSELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE SOURCE_SQL_STREAM_001, "
+        "DESCRIPTOR(EVENT_TIME), INTERVAL '1' SECOND)) GROUP BY window_start, window_end;"
+    )
+    proc = _run(tmp_path, "-e", sql)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 5 and rows[0] == {"window_start": "2024-05-01T10:00:00Z", "n": 91}
+    assert "500 records in" in proc.stderr
+
+
+def test_script_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    program = tmp_path / "s.sql"
+    program.write_text(
+        "-- a script\nSHOW STREAMS;\n\nSELECT nope\n  FROM SOURCE_SQL_STREAM_001;\nDESCRIBE SOURCE_SQL_STREAM_001;\n",
+        encoding="utf-8",
+    )
+    proc = _run(tmp_path, "-f", str(program))
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f'error: {program}:4:8: unknown column "nope" (SOURCE_SQL_STREAM_001 has TICKER_SYMBOL, '
+        "SECTOR, CHANGE, PRICE, VOLUME, EVENT_TIME)"
+    ]
+    assert "EVENT_TIME" in proc.stdout and "TIMESTAMP" in proc.stdout  # the statements after the error ran
+
+
+def test_piped_stdin_is_a_script(tmp_path: Path) -> None:
+    proc = _run(tmp_path, stdin=".mode csv\nSELECT TICKER_SYMBOL FROM SOURCE_SQL_STREAM_001 WHERE VOLUME > 2000;\n")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "TICKER_SYMBOL" and len(lines) > 1
+
+
+def test_drop_needs_confirmation_in_scripts(tmp_path: Path) -> None:
+    sql = "CREATE VIEW v AS SELECT PRICE FROM SOURCE_SQL_STREAM_001; DROP VIEW v; SHOW STREAMS;"
+    refused = _run(tmp_path, "-e", sql)
+    assert refused.returncode == 2 and "needs confirmation" in refused.stderr
+    dropped = _run(tmp_path, "-y", "-e", sql)
+    assert dropped.returncode == 0 and "v dropped" in dropped.stdout
+
+
+def test_statements_split_at_semicolons_outside_quotes_and_comments() -> None:
+    text = "SELECT ';' AS a; -- c; d\n.mode json\nSELECT /* ; */ 1\nFROM t;\nSELECT 2"
+    statements, rest = split_statements(text)
+    assert statements == [(1, "SELECT ';' AS a;"), (2, ".mode json"), (3, "SELECT /* ; */ 1\nFROM t;")]
+    assert rest.strip() == "SELECT 2"
+    assert is_complete("SELECT 1;") and is_complete(".mode csv") and is_complete("  ")
+    assert not is_complete("SELECT 1") and not is_complete("SELECT ';'") and not is_complete("SELECT 1; SELECT")
