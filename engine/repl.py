@@ -711,12 +711,25 @@ class Session:
                 return
             self.execute(statement, origin, line)
 
-    def close(self) -> None:
-        for job in self.jobs.values():
-            if job.thread.is_alive():
-                job.runner.request_stop()
-        for job in self.jobs.values():
+    def close(self, wait: bool = False) -> None:
+        """Stop the background pumps (after they finish their input, with ``wait``; Ctrl-C stops them)."""
+        running = [job for job in self.jobs.values() if job.thread.is_alive()]
+        if wait and running:
+            self.err(f"waiting for {', '.join(j.name for j in running)} to finish (Ctrl-C stops)")
+            try:
+                for job in running:
+                    while job.thread.is_alive():
+                        job.thread.join(REFRESH_S)
+            except KeyboardInterrupt:
+                pass
+        for job in running:
+            job.runner.request_stop()
+        for job in running:
             job.thread.join(timeout=10)
+        for job in running:
+            if job.error:
+                self.failed = True
+                self.err(f"error: {job.name}: {job.error}")
 
 
 class _LiveView:
@@ -893,7 +906,7 @@ def main(
         elif execute is None and file is None:
             session.run_script(sys.stdin.read(), "stdin")
     finally:
-        session.close()
+        session.close(wait=scripted)
     return 2 if scripted and session.failed else 0
 
 

@@ -180,3 +180,17 @@ def test_statements_split_at_semicolons_outside_quotes_and_comments() -> None:
     assert rest.strip() == "SELECT 2"
     assert is_complete("SELECT 1;") and is_complete(".mode csv") and is_complete("  ")
     assert not is_complete("SELECT 1") and not is_complete("SELECT ';'") and not is_complete("SELECT 1; SELECT")
+
+
+def test_insert_into_a_table_with_a_connector_is_a_background_pump(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    sql = (
+        f"CREATE TABLE big (t VARCHAR, p DOUBLE) WITH ('connector' = 'file', 'path' = '{out}', 'format' = 'json');\n"
+        "INSERT INTO big SELECT TICKER_SYMBOL, PRICE FROM SOURCE_SQL_STREAM_001 WHERE PRICE > 300;\n"
+        "SHOW QUERIES;"
+    )
+    proc = _run(tmp_path, "-e", sql)
+    assert proc.returncode == 0, proc.stderr
+    assert "pump BIG started" in proc.stdout and ("RUNNING" in proc.stdout or "FINISHED" in proc.stdout)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert rows and all(r["p"] > 300 for r in rows)  # the script waited for the pump to finish its input
