@@ -194,3 +194,27 @@ def test_insert_into_a_table_with_a_connector_is_a_background_pump(tmp_path: Pat
     assert "pump BIG started" in proc.stdout and ("RUNNING" in proc.stdout or "FINISHED" in proc.stdout)
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert rows and all(r["p"] > 300 for r in rows)  # the script waited for the pump to finish its input
+
+
+def test_drop_asks_and_tab_completes_columns(shell: pexpect.spawn) -> None:
+    shell.sendline("CREATE VIEW w AS SELECT PRICE FROM SOURCE_SQL_STREAM_001;")
+    shell.expect("w defined")
+    shell.expect(PROMPT)
+    shell.sendline("DROP VIEW w;")
+    shell.expect(r"drop w\?")
+    shell.send("n")
+    shell.expect("cancelled")
+    shell.expect(PROMPT)
+    shell.sendline("DROP VIEW w;")
+    shell.expect(r"drop w\?")
+    shell.send("y")
+    shell.expect("w dropped")
+    shell.expect(PROMPT)
+    shell.sendline(".mode csv")
+    shell.expect(PROMPT)
+    shell.send("SELECT TICKER_SY\t")  # a column of the discovered source
+    shell.sendline(" FROM SOURCE_SQL_STREAM_001 WHERE VOLUME > 2000;")
+    shell.expect(r"TICKER_SYMBOL\r\n[A-Z]{2,4}\r\n")  # the CSV header and a row: the name was completed
+    shell.expect(PROMPT)
+    shell.sendline(".quit")
+    shell.expect(pexpect.EOF)
