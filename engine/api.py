@@ -59,6 +59,7 @@ from engine.formats.timestamps import parse_timestamp
 from engine.plan.logical import Program
 from engine.plan.planner import PlanOptions, SchemaResolver, compile_program
 from engine.runtime.checkpoint import CheckpointStore, program_fingerprint
+from engine.runtime.loop import in_input_order
 from engine.runtime.pipeline import Pipeline, TickResult
 from engine.types import ERROR_SCHEMA, MAX_TIME, RAW_SCHEMA, visible
 
@@ -530,7 +531,7 @@ class CompiledProgram(Program):
         """Hand a tick's error rows and output rows to callbacks or buffers."""
         parts = [e for e in [decode_errors, *result.errors] if e is not None and e.num_rows]
         if parts:
-            errors = _in_input_order(pa.concat_tables(parts))
+            errors = in_input_order(pa.concat_tables(parts))
             self.counts["errors"] += errors.num_rows
             if self._strict:
                 _raise_strict(errors)
@@ -757,17 +758,6 @@ def _raise_strict(errors: pa.Table) -> None:
         f"bad record at {first['source_offset']}: {first['reason']}: {first['message']}",
         hint="compile without strict=True to route bad records to the error rows",
     )
-
-
-def _in_input_order(errors: pa.Table) -> pa.Table:
-    """Error rows ordered by their records' positions (decode errors and later stages' errors of
-    one push arrive separately)."""
-    keys = []
-    for offset in errors["source_offset"].to_pylist():
-        name, _, pos = (offset or "").rpartition(":")
-        keys.append((name, int(pos) if pos.isdigit() else -1))
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return errors.take(pa.array(order, pa.int64()))
 
 
 __all__ = ["CompiledProgram", "Record", "Records", "TableCallback", "Timestamp", "compile"]

@@ -379,7 +379,7 @@ class Runner:
     def _deliver(self, result: TickResult, decode_errors: pa.Table | None) -> None:
         errors = [e for e in [decode_errors, *result.errors] if e is not None and e.num_rows]
         if errors:
-            table = _in_input_order(pa.concat_tables(errors))
+            table = in_input_order(pa.concat_tables(errors))
             for reason, n in Counter(table["reason"].to_pylist()).items():
                 self.stats.errors[reason] += n
             if self.options.strict:
@@ -495,7 +495,7 @@ def _reject_future(rows: pa.Table, stream: StreamDef, max_ahead_us: int) -> tupl
     return rows.filter(pc.invert(ahead)), errors
 
 
-def _in_input_order(errors: pa.Table) -> pa.Table:
+def in_input_order(errors: pa.Table) -> pa.Table:
     """Error rows ordered by where their records were in the input (decode errors and later
     stages' errors of one batch arrive separately)."""
     keys = []
