@@ -59,9 +59,8 @@ from engine.formats.timestamps import parse_timestamp
 from engine.plan.logical import Program
 from engine.plan.planner import PlanOptions, SchemaResolver, compile_program
 from engine.runtime.checkpoint import CheckpointStore, program_fingerprint
-from engine.runtime.loop import in_input_order
 from engine.runtime.pipeline import Pipeline, TickResult
-from engine.types import ERROR_SCHEMA, MAX_TIME, RAW_SCHEMA, visible
+from engine.types import ERROR_SCHEMA, MAX_TIME, RAW_SCHEMA, in_input_order, visible
 
 if TYPE_CHECKING:
     import pandas as pd

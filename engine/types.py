@@ -73,3 +73,14 @@ def visible(table: pa.Table) -> pa.Table:
     """Drop the hidden ``__`` columns (what sinks and users see)."""
     keep = [n for n in table.column_names if not n.startswith(HIDDEN_PREFIX)]
     return table.select(keep)
+
+
+def in_input_order(errors: pa.Table) -> pa.Table:
+    """Error rows ordered by where their records were in the input (decode errors and later
+    stages' errors of one batch arrive separately)."""
+    keys = []
+    for offset in errors["source_offset"].to_pylist():
+        name, _, pos = (offset or "").rpartition(":")
+        keys.append((name, int(pos) if pos.isdigit() else -1))
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return errors.take(pa.array(order, pa.int64()))

@@ -25,7 +25,7 @@ from engine.runtime.checkpoint import CheckpointStore
 from engine.runtime.faults import crash_point as _crash_point
 from engine.runtime.metrics import Metrics
 from engine.runtime.pipeline import Pipeline, TickResult
-from engine.types import ERROR_SCHEMA, MAX_TIME, SEQ_COL, Epoch, visible
+from engine.types import ERROR_SCHEMA, MAX_TIME, SEQ_COL, Epoch, in_input_order, visible
 
 ERRORS_KEY = "__errors__"  # the error sink's key among the sinks' checkpoint states
 
@@ -493,17 +493,6 @@ def _reject_future(rows: pa.Table, stream: StreamDef, max_ahead_us: int) -> tupl
         event_times=bad[col].combine_chunks(),
     )
     return rows.filter(pc.invert(ahead)), errors
-
-
-def in_input_order(errors: pa.Table) -> pa.Table:
-    """Error rows ordered by where their records were in the input (decode errors and later
-    stages' errors of one batch arrive separately)."""
-    keys = []
-    for offset in errors["source_offset"].to_pylist():
-        name, _, pos = (offset or "").rpartition(":")
-        keys.append((name, int(pos) if pos.isdigit() else -1))
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return errors.take(pa.array(order, pa.int64()))
 
 
 def _sink_schema(program: Program, key: str) -> pa.Schema:
