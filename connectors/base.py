@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 
 import pyarrow as pa
 
+from engine.errors import ConnectorError
 from engine.types import Epoch, Offsets
 
 
@@ -93,3 +94,17 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release resources. May not be called on a crash: nothing correct may depend on it."""
+
+
+def check_epoch_grows(epoch: Epoch, last_committed: Epoch | int | None, where: str) -> None:
+    """Rows for an epoch at or before the last committed one are a runtime bug a sink refuses.
+
+    Raises:
+        ConnectorError: naming both epochs.
+    """
+    if last_committed is not None and epoch <= last_committed:
+        raise ConnectorError(
+            f"rows for epoch {epoch}, but epoch {last_committed} is already committed",
+            where=where,
+            hint="epochs must grow: after a restart go on with last_committed + 1",
+        )

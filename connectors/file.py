@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors._lines import LineBuffer, raw_batch
+from connectors.base import check_epoch_grows
 from connectors.options import Options, take_csv_options
 from engine.errors import ConnectorError
 from engine.formats.encode import to_csv, to_json_lines
@@ -477,12 +478,7 @@ class FileSink:
                 rows that do not fit the schema.
         """
         self._check_ready("write")
-        if self._last_committed is not None and epoch <= self._last_committed:
-            raise ConnectorError(
-                f"rows for epoch {epoch}, but epoch {self._last_committed} is already committed",
-                where=self.where,
-                hint="epochs must grow: after a restart go on with last_committed + 1",
-            )
+        check_epoch_grows(epoch, self._last_committed, self.where)
         if self._epoch is not None and epoch != self._epoch:
             raise ConnectorError(
                 f"rows for epoch {epoch} while epoch {self._epoch} is neither committed nor aborted",

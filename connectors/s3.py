@@ -49,6 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from connectors._aws import client, describe, error_code, is_retryable
+from connectors.base import check_epoch_grows
 from connectors.options import Options, take_csv_options
 from engine.errors import ConnectorError
 from engine.formats.encode import to_csv, to_json_lines
@@ -472,12 +473,7 @@ class S3Sink:
                 time column or (parquet) not of the schema; S3 down past ``retry_timeout``.
         """
         self._check_ready("write")
-        if self._last_committed is not None and epoch <= self._last_committed:
-            raise ConnectorError(
-                f"rows for epoch {epoch}, but epoch {self._last_committed} is already committed",
-                where=self.where,
-                hint="epochs must grow: after a restart go on with last_committed + 1",
-            )
+        check_epoch_grows(epoch, self._last_committed, self.where)
         if epoch in self._prepared:
             raise ConnectorError(f"rows for epoch {epoch} after it was prepared", where=self.where)
         self._check_no_older_open(epoch)

@@ -588,10 +588,7 @@ class _Planner:
             raise _err(source, f"unsupported FROM item {source.sql()[:40]!r}")
         if select.args.get("joins"):
             return self._lookup_join(select, stream, alias, tvf, name)
-        for bad, what in ((exp.Order, "ORDER BY"), (exp.Limit, "LIMIT")):
-            node = select.args.get(bad.__name__.lower())
-            if node is not None and not (bad is exp.Order and (select.args.get("group") or tvf)):
-                raise _err(node, f"{what} is not supported on an unbounded stream")
+        _refuse_order_limit(select, allow_order=bool(select.args.get("group") or tvf))
         if select.args.get("distinct") and not select.args.get("group"):
             raise _err(
                 select.args["distinct"],
@@ -704,15 +701,8 @@ class _Planner:
     ) -> tuple[OperatorSpec, pa.Schema]:
         body = select.copy()
         body.set("from_", exp.From(this=exp.to_table("__input").as_(alias, quoted=True)))
-        star = any(
-            isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
-            for e in body.expressions
-        )
-        sql = _sql(body)
-        if not star:
-            sql = _append_hidden(body)
-        else:
-            sql = _sql(body)
+        # a * brings the input's hidden columns itself
+        sql = _sql(body) if _has_star(body) else _append_hidden(body)
         schema = self._dry(sql, {"__input": self._input_schema(stream)}, select)
         self._lineage_add(name.lower(), select, stream)
         return StatelessSpec(step, stream.key, name.lower(), sql=sql), schema
@@ -746,10 +736,7 @@ class _Planner:
             )
         for window in select.find_all(exp.Window):
             raise _err(window, "OVER (...) windows are not supported yet")
-        for bad, what in ((exp.Order, "ORDER BY"), (exp.Limit, "LIMIT")):
-            node = select.args.get(bad.__name__.lower())
-            if node is not None:
-                raise _err(node, f"{what} is not supported on an unbounded stream")
+        _refuse_order_limit(select, allow_order=False)
         body = select.copy()
         body.set("from_", exp.From(this=exp.to_table("__input").as_(alias, quoted=True)))
         names = {alias.lower(), stream.name.lower()}
@@ -788,11 +775,7 @@ class _Planner:
             aliases = {e.alias.lower() for e in body.expressions if isinstance(e, exp.Alias)}
             if column.name.lower() not in pool and column.name.lower() not in aliases:
                 raise _err(column, f'unknown column "{column.name}"')
-        star = any(
-            isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
-            for e in body.expressions
-        )
-        if not star:  # a * brings the input's hidden columns itself (reference tables have none)
+        if not _has_star(body):  # a * brings the input's hidden columns itself (reference tables have none)
             hidden = [exp.column(c, table=alias, quoted=True) for c in (SEQ_COL, WM_COL)]
             body.set("expressions", [*body.expressions, *hidden])
         sql = _sql(body)
@@ -1133,6 +1116,22 @@ def _inside_subquery(node: exp.Expr, select: exp.Select) -> bool:
             return True
         cur = cur.parent
     return False
+
+
+def _has_star(select: exp.Select) -> bool:
+    """Whether the select list has ``*`` or ``alias.*``."""
+    return any(
+        isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+        for e in select.expressions
+    )
+
+
+def _refuse_order_limit(select: exp.Select, allow_order: bool) -> None:
+    """ORDER BY (unless ``allow_order``: within a window or group) and LIMIT are not for streams."""
+    for bad, what in ((exp.Order, "ORDER BY"), (exp.Limit, "LIMIT")):
+        node = select.args.get(bad.__name__.lower())
+        if node is not None and not (bad is exp.Order and allow_order):
+            raise _err(node, f"{what} is not supported on an unbounded stream")
 
 
 def _append_hidden(body: exp.Select) -> str:
