@@ -112,6 +112,8 @@ def test_ctrl_c_stops_the_live_query_not_the_shell(shell: pexpect.spawn) -> None
     shell.expect(r"500")  # the shell still runs queries
     shell.expect(PROMPT)
     shell.sendintr()  # Ctrl-C at the prompt clears the line, the shell stays
+    shell.sendline("SHOW STREAMS;")  # answered only once the prompt is back (no race with the redraw)
+    shell.expect(r"SOURCE_SQL_STREAM_001")
     shell.expect(PROMPT)
     shell.sendeof()
     shell.expect(pexpect.EOF)
