@@ -32,15 +32,21 @@ from engine.operators.base import (
     split_missing_time,
     with_hidden,
 )
-from engine.plan.logical import SessionAggSpec
+from engine.plan.logical import SessionAggSpec, StaggerAggSpec
 from engine.types import MAX_TIME, MIN_TIME, WINDOW_END, WINDOW_START, WINDOW_TIME, WM_COL
 
 
 class SessionAggOperator:
-    """The live side of a ``SessionAggSpec``: see the module docstring."""
+    """The live side of a ``SessionAggSpec``: see the module docstring.
 
-    def __init__(self, spec: SessionAggSpec, con: duckdb.DuckDBPyConnection) -> None:
+    Also the base of ``StaggerAggOperator`` (``engine.operators.stagger``), which keeps the
+    buffering, closing, emitting and checkpoints and changes only how a row picks its window
+    (``_assign``). A window is stored as ``[id, first, last]`` and ends at ``last + span``.
+    """
+
+    def __init__(self, spec: SessionAggSpec | StaggerAggSpec, con: duckdb.DuckDBPyConnection) -> None:
         self.spec, self.con, self.step_id = spec, con, spec.step_id
+        self.span = spec.gap_us if isinstance(spec, SessionAggSpec) else spec.range_us
         self.watermark = MIN_TIME
         self.input_wm = MIN_TIME
         self.sessions: dict[tuple, list[list[int]]] = {}  # key -> [[id, first, last], ...]
@@ -77,7 +83,6 @@ class SessionAggOperator:
 
     def _absorb(self, rows: pa.Table) -> pa.Table | None:
         spec = self.spec
-        gap, lateness = spec.gap_us, spec.allowed_lateness_us
         rows, missing = split_missing_time(rows, spec.time_column, stream=spec.source_stream, step_id=self.step_id)
         x, errs = run_rows(self.con, spec.filter_sql, "__input", rows, stream=spec.source_stream, step_id=self.step_id)
         errs = concat_optional(missing, errs)
@@ -89,41 +94,12 @@ class SessionAggOperator:
         sids = np.empty(x.num_rows, dtype=np.int64)
         late = np.zeros(x.num_rows, dtype=bool)
         for i, (t, w) in enumerate(zip(times, wms)):
-            key = tuple(col[i] for col in key_cols)
-            open_ = self.sessions.setdefault(key, [])
-            cands = [s for s in open_ if s[2] + gap + lateness > w and s[1] - gap <= t <= s[2] + gap]
-            if not cands:
-                if t + gap + lateness <= w:
-                    late[i] = True
-                    sids[i] = -1
-                    continue
-                sid = self.next_id
-                self.next_id += 1
-                open_.append([sid, t, t])
-                self.bounds[sid] = (t, t, key)
-                self.touched.add(sid)
-                sids[i] = sid
-                continue
-            root = cands[0]
-            for other in cands[1:]:
-                root[1], root[2] = min(root[1], other[1]), max(root[2], other[2])
-                self.parent[other[0]] = root[0]
-                self.bounds.pop(other[0], None)
-                if other[0] in self.fired:
-                    self.fired.discard(other[0])
-                    self.fired.add(root[0])
-                open_.remove(other)
-            root[1], root[2] = min(root[1], t), max(root[2], t)
-            self.bounds[root[0]] = (root[1], root[2], key)
-            self.touched.add(root[0])
-            sids[i] = root[0]
+            sid = self._assign(tuple(col[i] for col in key_cols), t, w)
+            sids[i] = sid
+            late[i] = sid < 0
         if late.any():
             late_rows = x.filter(pa.array(late))
-            msgs = [
-                f"late: no open session at {fmt_us(t)} (watermark {fmt_us(w)})"
-                for t, w, is_late in zip(times, wms, late)
-                if is_late
-            ]
+            msgs = [self._late_message(t, w) for t, w, is_late in zip(times, wms, late) if is_late]
             cols = [c for c in late_rows.column_names if not c.startswith("__t") and not c.startswith("__pk")]
             errs = concat_optional(
                 errs,
@@ -142,9 +118,43 @@ class SessionAggOperator:
             self.buffer.append(x.append_column("__sid", pa.array(sids)))
         return errs
 
+    def _assign(self, key: tuple, t: int, w: int) -> int:
+        """The id of the session that a row of ``key`` at time ``t`` (watermark ``w`` before it)
+        joins, opening or merging sessions as needed; -1 when the row is late."""
+        gap, lateness = self.span, self.spec.allowed_lateness_us
+        open_ = self.sessions.setdefault(key, [])
+        cands = [s for s in open_ if s[2] + gap + lateness > w and s[1] - gap <= t <= s[2] + gap]
+        if not cands:
+            return -1 if t + gap + lateness <= w else self._open(key, t)
+        root = cands[0]
+        for other in cands[1:]:
+            root[1], root[2] = min(root[1], other[1]), max(root[2], other[2])
+            self.parent[other[0]] = root[0]
+            self.bounds.pop(other[0], None)
+            if other[0] in self.fired:
+                self.fired.discard(other[0])
+                self.fired.add(root[0])
+            open_.remove(other)
+        root[1], root[2] = min(root[1], t), max(root[2], t)
+        self.bounds[root[0]] = (root[1], root[2], key)
+        self.touched.add(root[0])
+        return int(root[0])
+
+    def _open(self, key: tuple, t: int) -> int:
+        """Open a new window ``[t, t + span)`` for ``key``; return its id."""
+        sid = self.next_id
+        self.next_id += 1
+        self.sessions.setdefault(key, []).append([sid, t, t])
+        self.bounds[sid] = (t, t, key)
+        self.touched.add(sid)
+        return sid
+
+    def _late_message(self, t: int, w: int) -> str:
+        return f"late: no open session at {fmt_us(t)} (watermark {fmt_us(w)})"
+
     # ------------------------------------------------------------------ output
     def _emit(self, wm: int) -> pa.Table | None:
-        gap, lateness = self.spec.gap_us, self.spec.allowed_lateness_us
+        gap, lateness = self.span, self.spec.allowed_lateness_us
         self.touched = {self._find(r) for r in self.touched}
         if self.spec.emit == "changes":  # every session that changed, open or not
             wanted = {r for r in self.touched if r in self.bounds}
@@ -185,7 +195,7 @@ class SessionAggOperator:
         r = rows_root[mask]
         first = np.array([self.bounds[int(x)][0] for x in r], dtype=np.int64)
         last = np.array([self.bounds[int(x)][1] for x in r], dtype=np.int64)
-        ws, we = first, last + self.spec.gap_us
+        ws, we = first, last + self.span
         sel = sel.append_column("__ws", pa.array(ws)).append_column("__we", pa.array(we))
         sel = sel.append_column(WINDOW_START, pa.array(ws).cast(pa.timestamp("us")))
         sel = sel.append_column(WINDOW_END, pa.array(we).cast(pa.timestamp("us")))

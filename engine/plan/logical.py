@@ -135,6 +135,29 @@ class SessionAggSpec(OperatorSpec):
 
 
 @dataclass(frozen=True)
+class StaggerAggSpec(OperatorSpec):
+    """KDA stagger windows (``WINDOWED BY STAGGER (PARTITION BY ... RANGE ...)``).
+
+    The first row of a partition key opens ``[t0, t0 + range_us)`` at its own time ``t0``; the
+    window holds every later-arriving row of that key whose time is before its end, and closes
+    when the watermark reaches the end. Like sessions, rows of open windows are buffered and
+    ``final_sql`` aggregates the rows of closed windows (``__state`` with ``__ws``/``__we``).
+    """
+
+    range_us: int = 0
+    time_column: str = ""
+    partition_sql: list[str] = field(default_factory=list)  # key expressions over __input
+    filter_sql: str = ""  # __input -> rows that pass WHERE, with __t (time us) and __pk* keys
+    final_sql: str = ""
+    emit: str = "final"
+    allowed_lateness_us: int = 0
+    n_keys: int = 0
+    source_stream: str = ""
+
+    def sql_parts(self) -> list[tuple[str, str]]:
+        return [("per batch", self.filter_sql), ("when windows close", self.final_sql)]
+
+@dataclass(frozen=True)
 class OutputDef:
     """A stream whose rows leave the program: an INSERT target or a bare SELECT's result."""
 
