@@ -31,8 +31,9 @@ from engine.plan.logical import (
     StreamDef,
     WindowAggSpec,
 )
+from engine.plan.stagger import plan_stagger
 from engine.runtime.duck import connect, run
-from engine.sql.dialect import Emit, WindowTVF, position
+from engine.sql.dialect import Emit, Stagger, WindowTVF, position
 from engine.sql.parse import parse_program
 from engine.types import MAX_TIME, SEQ_COL, WINDOW_END, WINDOW_START, WINDOW_TIME, WM_COL
 
@@ -600,7 +601,7 @@ class _Planner:
                 window, "OVER (...) windows are not supported yet", hint="use a window table function and GROUP BY"
             )
         cols = {f.name.lower(): f for f in stream.schema}
-        window_cols = set(WINDOW_COLS) if tvf is not None else set()
+        window_cols = set(WINDOW_COLS) if tvf is not None or isinstance(select.args.get("group"), Stagger) else set()
         clash = sorted(window_cols & set(cols))
         if clash:
             raise _err(
@@ -623,6 +624,8 @@ class _Planner:
                 "aggregating or windowing it again is not supported yet",
                 hint="window the source stream directly, or emit FINAL rows without allowed lateness",
             )
+        if isinstance(select.args.get("group"), Stagger):
+            return plan_stagger(self, select, stream, alias, name, emit, aggs, tvf)
         step = self._step_id(f"{name}/{(tvf.args['kind'].lower() if tvf else ('aggregate' if grouped else 'select'))}")
         if tvf is None and not grouped:
             return self._stateless(select, stream, alias, step, name)

@@ -14,9 +14,10 @@ import pyarrow as pa
 
 from engine.operators.base import Operator
 from engine.operators.session import SessionAggOperator
+from engine.operators.stagger import StaggerAggOperator
 from engine.operators.stateless import StatelessOperator
 from engine.operators.window import WindowAggOperator
-from engine.plan.logical import Program, SessionAggSpec, StatelessSpec, WindowAggSpec
+from engine.plan.logical import Program, SessionAggSpec, StaggerAggSpec, StatelessSpec, WindowAggSpec
 from engine.runtime.clock import EventClock
 from engine.runtime.duck import connect
 from engine.types import ERROR_SCHEMA, MIN_TIME, SEQ_COL
@@ -38,6 +39,8 @@ def make_operator(
         return WindowAggOperator(spec, con, out_schema)
     if isinstance(spec, SessionAggSpec):
         return SessionAggOperator(spec, con)
+    if isinstance(spec, StaggerAggSpec):
+        return StaggerAggOperator(spec, con)
     if isinstance(spec, StatelessSpec):
         return StatelessOperator(spec, con, source_stream)
     raise TypeError(f"no operator for {type(spec).__name__}")
