@@ -34,6 +34,7 @@ from engine.plan.logical import (
 from engine.plan.stagger import plan_stagger
 from engine.runtime.duck import connect, run
 from engine.sql.dialect import Emit, Stagger, WindowTVF, position
+from engine.sql.functions import lower_functions
 from engine.sql.parse import parse_program
 from engine.types import MAX_TIME, SEQ_COL, WINDOW_END, WINDOW_START, WINDOW_TIME, WM_COL
 
@@ -168,14 +169,14 @@ def _sql(node: exp.Expr) -> str:
 
 @lru_cache(maxsize=1)
 def _duckdb_functions() -> frozenset[str]:
-    con = duckdb.connect()
+    con = connect()  # with the kda_* macros, so they count as known functions
     rows = con.sql("SELECT DISTINCT lower(function_name) FROM duckdb_functions()")
     return frozenset(r[0] for r in rows.fetchall())
 
 
 @lru_cache(maxsize=1)
 def _duckdb_aggregates() -> frozenset[str]:
-    con = duckdb.connect()
+    con = connect()  # with the kda_* macros, so they count as known functions
     rows = con.sql("SELECT DISTINCT lower(function_name) FROM duckdb_functions() WHERE function_type = 'aggregate'")
     return frozenset(r[0] for r in rows.fetchall())
 
@@ -238,6 +239,7 @@ class _Planner:
         statements = parse_program(self.text, self.path)
         if not statements:
             raise PlanError("the program has no statements", 1, 1)
+        statements = [lower_functions(s) for s in statements]
         bare = [s for s in statements if isinstance(s, (exp.Query, Emit))]
         self.single_result = len(bare) == 1
         for stmt in statements:

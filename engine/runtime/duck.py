@@ -5,6 +5,8 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from engine.runtime import functions
+
 
 def connect(threads: int = 1) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection for running operator SQL.
@@ -18,6 +20,7 @@ def connect(threads: int = 1) -> duckdb.DuckDBPyConnection:
     con.execute("SET enable_external_access = false")
     con.execute("SET ieee_floating_point_ops = false")  # x / 0 is an error (an eval error row), not inf
     con.execute("SET lock_configuration = true")
+    functions.register(con)  # KDA's function library (kda_* macros and UDFs)
     return con
 
 

@@ -46,6 +46,16 @@ class Step(exp.Expression, exp.Func):
     arg_types = {"this": True, "expression": True}
 
 
+class IntervalQualifier(exp.Expression):
+    """KDA's ``(t1 - t2) <qualifier>``: a difference of datetimes as an interval of the given fields.
+
+    ``this``: the parenthesised subtraction; ``unit``: the leading field (``DAY``, ``MINUTE``, ...);
+    ``to``: the trailing field of ``DAY TO SECOND`` and the like, or None.
+    """
+
+    arg_types = {"this": True, "unit": True, "to": False}
+
+
 class Cursor(exp.Expression, exp.Func):
     """KDA CURSOR(<query>): a stream argument to a table function."""
 
@@ -92,6 +102,7 @@ class Duckstream(DuckDB):
     class Tokenizer(DuckDB.Tokenizer):
         KEYWORDS = {**DuckDB.Tokenizer.KEYWORDS, "WINDOWED BY": TokenType.GROUP_BY}
         IDENTIFIERS = ['"', "`"]
+        UNICODE_STRINGS = [("U&'", "'"), ("u&'", "'")]  # KDA's U&'\0009' (a tab), not U & '...'
 
     class Parser(DuckDB.Parser):  # type: ignore[valid-type,misc]  # sqlglot builds dialect classes dynamically
         FUNC_TOKENS = {*DuckDB.Parser.FUNC_TOKENS, TokenType.SESSION}
@@ -153,6 +164,29 @@ class Duckstream(DuckDB):
             this = self._parse_bitwise()
             self._expect(self._match_text_seq("BY"), "expected BY in STEP(<time> BY <interval>)")
             return self._closed(Step(this=this, expression=self._parse_bitwise()))
+
+        _QUALIFIER_FIELDS = ("YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND")
+
+        def _parse_paren(self) -> Any:
+            node = super()._parse_paren()
+            word = self._curr.text.upper() if self._curr else ""
+            if isinstance(node, exp.Paren) and isinstance(node.this, exp.Sub) and word in self._QUALIFIER_FIELDS:
+                token = self._curr  # (t1 - t2) DAY [(p)] [TO SECOND [(p)]]: an interval, not an alias
+                self._advance()
+                unit, to = word, None
+                self._parse_qualifier_precision()
+                if self._match_text_seq("TO"):
+                    to = self._curr.text.upper() if self._curr else ""
+                    self._expect(to in self._QUALIFIER_FIELDS, "expected HOUR, MINUTE or SECOND after TO")
+                    self._advance()
+                    self._parse_qualifier_precision()
+                return self.expression(IntervalQualifier(this=node, unit=unit, to=to), token=token)
+            return node
+
+        def _parse_qualifier_precision(self) -> None:
+            if self._match(TokenType.L_PAREN):
+                self._parse_csv(self._parse_number)
+                self._match_r_paren()
 
         def _parse_watermark(self) -> exp.Expr:
             token = self._prev
@@ -228,6 +262,9 @@ class Duckstream(DuckDB):
             **DuckDB.Generator.TRANSFORMS,
             WindowTVF: lambda self, e: _window_tvf_sql(self, e),
             Step: lambda self, e: f"STEP({self.sql(e, 'this')} BY {self.sql(e, 'expression')})",
+            IntervalQualifier: lambda self, e: (
+                f"{self.sql(e, 'this')} {e.args['unit']}" + (f" TO {e.args['to']}" if e.args.get("to") else "")
+            ),
             Stagger: lambda self, e: (
                 self.seg("WINDOWED BY STAGGER")
                 + f" (PARTITION BY {self.expressions(e, flat=True)} RANGE {self.sql(e, 'range')})"
