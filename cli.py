@@ -70,6 +70,14 @@ ReferenceOpt = Annotated[
     ),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show a traceback for errors.")]
+InputSchemaOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-schema",
+        help="[NAME=]FILE: a KDA input schema (InputSchema JSON: RecordFormat, RecordColumns) giving source "
+        "stream NAME (unnamed: the one source) its columns, JSONPath mappings and KDA's type conversions.",
+    ),
+]
 
 
 class _Bindings:
@@ -134,9 +142,16 @@ def _read_program(path: Path) -> str:
 
 
 def _compile(
-    path: Path, sources: _Bindings, lateness_us: int = 0, references: _Bindings | None = None
+    path: Path,
+    sources: _Bindings,
+    lateness_us: int = 0,
+    references: _Bindings | None = None,
+    input_schemas: _Bindings | None = None,
 ) -> tuple[Program, dict[str, Any], dict[str, Any]]:
     """Compile a program, discovering the schema of undeclared streams from their sources.
+
+    A stream given an ``--input-schema`` takes its columns from it instead, and its source carries
+    it (``source.input_schema``) for the runtime to decode records by it.
 
     Returns the program, the sources opened for discovery and the reference tables it joins
     (``--reference NAME=URI``, or a ``--source NAME=URI`` whose name the program only joins).
@@ -144,10 +159,14 @@ def _compile(
     from connectors import open_source
     from connectors.reference import ReferenceTable
     from engine.formats.discover import discover_schema, with_metadata
+    from engine.sql import kda
+    from engine.sql.parse import parse_program
 
     text = _read_program(path)
+    is_kda = kda.is_kda(parse_program(text, str(path)))
     opened: dict[str, Any] = {}
-    if sources.unnamed and _declares_unbound_table(text, str(path)):
+    schemas = _load_input_schemas(input_schemas)
+    if sources.unnamed and not is_kda and _declares_unbound_table(text, str(path)):
         opened["<unnamed>"] = None  # the unnamed --source is for the declared table, not for discovery
 
     def resolve(name: str) -> pa.Schema | None:
@@ -159,12 +178,18 @@ def _compile(
             return None
         source = open_source(uri, name, where=f"--source {name}")
         opened[name.lower()] = source
+        given = _input_schema_for(name, uri, sources, schemas)
+        if given is not None:
+            source.input_schema = given  # type: ignore[attr-defined]  # not part of the Source protocol
+            return with_metadata(given.arrow_schema(), getattr(source, "metadata_schema", None))
         schema = source.schema()
         if schema is not None:
             return schema
         discovered = discover_schema(
             source.sample(SAMPLE_ROWS), source.format or "json", getattr(source, "csv_options", None)
         )
+        if is_kda:  # KDA's discovery names columns in upper case
+            discovered = kda.discovered(discovered)
         return with_metadata(discovered, getattr(source, "metadata_schema", None))
 
     refs = references or _Bindings(None, "--reference")
@@ -185,10 +210,59 @@ def _compile(
 
     options = PlanOptions(allowed_lateness_us=lateness_us, reference=reference)
     program = compile_program(text, str(path), resolve, options)
+    _check_input_schemas(program, schemas)
     extra = sorted(set(refs.named) - set(program.references))
     if extra:
         raise ConnectorError(f"{extra[0]!r} is not a table this program joins", where="--reference")
     return program, opened, tables
+
+
+def _load_input_schemas(values: _Bindings | None) -> dict[str, Any]:
+    """``--input-schema [NAME=]FILE`` values: stream key (``""`` for the unnamed one) -> InputSchema."""
+    from engine.formats.kda_schema import load_input_schema
+
+    loaded: dict[str, Any] = {}
+    if values is None:
+        return loaded
+    for key, file in [*values.named.items(), *(("", v) for v in values.unnamed)]:
+        try:
+            loaded[key] = load_input_schema(file)
+        except ConnectorError as err:
+            raise ConnectorError(str(err), where="--input-schema") from None
+    return loaded
+
+
+def _input_schema_for(name: str, uri: str, sources: _Bindings, schemas: dict[str, Any]) -> Any:
+    """The input schema for source stream ``name`` read from ``uri``, taken out of ``schemas``: the
+    one named for it, else the unnamed one if this is the one source (the unnamed --source, or the
+    only --source when none is unnamed)."""
+    if name.lower() in schemas:
+        return schemas.pop(name.lower())
+    if "" not in schemas:
+        return None
+    only = sources.unnamed == [uri] or (not sources.unnamed and list(sources.named.values()) == [uri])
+    return schemas.pop("") if only else None
+
+
+def _check_input_schemas(program: Program, schemas: dict[str, Any]) -> None:
+    """Every --input-schema must have gone to a source stream the program reads and does not declare."""
+    if not schemas:
+        return
+    key = next(iter(schemas))
+    if not key:
+        raise ConnectorError(
+            "an unnamed input schema needs exactly one --source; name the stream as NAME=FILE", where="--input-schema"
+        )
+    stream = program.streams.get(key)
+    if stream is not None and stream.declared:
+        raise ConnectorError(
+            f"{stream.name} is declared in the program; an input schema is for a source stream it does not declare",
+            where="--input-schema",
+        )
+    reads = _names(program, program.sources) or "none"
+    raise ConnectorError(
+        f"{key!r} is not a source stream of this program with a --source (it reads {reads})", where="--input-schema"
+    )
 
 
 def _declares_unbound_table(text: str, path: str) -> bool:
@@ -260,20 +334,60 @@ def _bind_sinks(program: Program, sinks: _Bindings) -> dict[str, Any]:
         else:
             free.append(output)
     if sinks.unnamed:
+        free = [o for o in free if not o.optional] or free
         if len(free) != 1:
             names = ", ".join(o.name for o in free) or "none left"
             raise ConnectorError(f"the program has several results ({names}): name them as NAME=URI", where="--sink")
         bound[free[0].stream] = open_sink(sinks.unnamed[0], free[0].name, where="--sink")
         free = []
     for output in free:
-        bound[output.stream] = open_sink("-", output.name, where="stdout")
-    extra = set(sinks.named) - {o.name.lower() for o in program.outputs}
+        if not output.optional:  # KDA: a stream other pumps read is written only when named
+            bound[output.stream] = open_sink("-", output.name, where="stdout")
+    extra = set(sinks.named) - {o.name.lower() for o in program.outputs} - {ERROR_STREAM}
     if extra:
         raise ConnectorError(
             f"{sorted(extra)[0]!r} is not a result of this program (results: {_names(program, program.outputs)})",
             where="--sink",
         )
     return bound
+
+
+ERROR_STREAM = "error_stream"
+
+
+def _rowtime_fields(program: Program, values: list[str] | None) -> dict[str, str]:
+    """``--rowtime-from [STREAM=]FIELD`` values as stream key (``*`` for every source) -> field."""
+    fields: dict[str, str] = {}
+    stamped = [k for k in program.sources if program.streams[k].rowtime]
+    for value in values or []:
+        m = _NAMED.match(value)
+        key, name = (m.group(1).lower(), m.group(2)) if m else ("*", value)
+        if not stamped:
+            raise ConnectorError(
+                "only KDA programs (with pumps or SELECT STREAM) have a ROWTIME to take", where="--rowtime-from"
+            )
+        if key != "*" and key not in stamped:
+            names = ", ".join(program.streams[k].name for k in stamped)
+            given = m.group(1) if m else key
+            raise ConnectorError(f"{given!r} is not an input stream (they are {names})", where="--rowtime-from")
+        if not name.strip():
+            raise ConnectorError("give the name of a record field", where="--rowtime-from")
+        fields[key] = name.strip()
+    return fields
+
+
+def _error_sink(program: Program, errors: str | None, sinks: _Bindings) -> Any:
+    """Where error rows go: ``--errors URI`` (the engine's columns), ``--sink error_stream=URI``
+    (KDA's columns), or stderr."""
+    from connectors import open_sink
+    from engine.runtime.kda_errors import KdaErrorSink
+
+    kda_uri = sinks.named.get(ERROR_STREAM)
+    if kda_uri is not None and errors is not None:
+        raise ConnectorError("give either --errors or --sink error_stream=URI, not both", where="--errors")
+    if kda_uri is not None:
+        return KdaErrorSink(open_sink(kda_uri, ERROR_STREAM, where=f"--sink {ERROR_STREAM}"), program.pumps)
+    return open_sink(errors, "errors", where="--errors") if errors else _StderrErrors()
 
 
 def _duration(text: str | None, option: str) -> int | None:
@@ -329,6 +443,14 @@ def run(
     max_record_size: Annotated[
         str, typer.Option("--max-record-size", help="Largest accepted record (bytes, or 512KiB, 1MiB).")
     ] = "1MiB",
+    rowtime_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rowtime-from",
+            help="KDA programs: [STREAM=]FIELD, a recorded time field of each record that plays the part of "
+            "its arrival time (ROWTIME), so replays of files give the same rows.",
+        ),
+    ] = None,
     until_idle: Annotated[
         str | None,
         typer.Option(
@@ -350,12 +472,12 @@ def run(
             "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics."
         ),
     ] = None,
+    input_schema: InputSchemaOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run a program until its inputs end (or forever, for an unbounded source)."""
 
     def body() -> None:
-        from connectors import open_sink
         from engine.runtime.loop import Runner, RunOptions
 
         lateness = _duration(allowed_lateness, "--allowed-lateness") or 0
@@ -363,10 +485,12 @@ def run(
         idle_us = _duration(idle_timeout, "--idle-timeout")
         sources = _Bindings(source, "--source")
         sinks = _Bindings(sink, "--sink")
-        prog, opened, tables = _compile(program, sources, lateness, _Bindings(reference, "--reference"))
+        prog, opened, tables = _compile(
+            program, sources, lateness, _Bindings(reference, "--reference"), _Bindings(input_schema, "--input-schema")
+        )
         bound_sources = _bind_sources(prog, sources, opened)
         bound_sinks = _bind_sinks(prog, sinks)
-        error_sink = open_sink(errors, "errors", where="--errors") if errors else _StderrErrors()
+        error_sink = _error_sink(prog, errors, sinks)
         options = RunOptions(
             batch_rows=batch_rows,
             batch_interval_s=interval_us / 1e6,
@@ -375,6 +499,7 @@ def run(
             strict=strict,
             max_record_bytes=_size(max_record_size),
             max_ahead_us=_duration(max_ahead, "--max-ahead"),
+            rowtime_from=_rowtime_fields(prog, rowtime_from),
         )
         if until_idle is not None:
             options.until_idle_s = (_duration(until_idle, "--until-idle") or 0) / 1e6
@@ -569,6 +694,7 @@ def explain(
     program: Annotated[Path, typer.Argument(help="The .sql program to explain.")],
     source: SourceOpt = None,
     reference: ReferenceOpt = None,
+    input_schema: InputSchemaOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Print the plan: streams, the operators between them, and the DuckDB SQL each one runs."""
@@ -576,7 +702,12 @@ def explain(
     def body() -> None:
         from engine.plan.explain import describe, render
 
-        prog, _, _ = _compile(program, _Bindings(source, "--source"), references=_Bindings(reference, "--reference"))
+        prog, _, _ = _compile(
+            program,
+            _Bindings(source, "--source"),
+            references=_Bindings(reference, "--reference"),
+            input_schemas=_Bindings(input_schema, "--input-schema"),
+        )
         if sys.stdout.isatty():
             Console(highlight=False).print(render(prog))
         else:
@@ -590,12 +721,18 @@ def check(
     program: Annotated[Path, typer.Argument(help="The .sql program to check.")],
     source: SourceOpt = None,
     reference: ReferenceOpt = None,
+    input_schema: InputSchemaOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Check a program without running it: syntax, streams, columns, types, windows."""
 
     def body() -> None:
-        prog, _, _ = _compile(program, _Bindings(source, "--source"), references=_Bindings(reference, "--reference"))
+        prog, _, _ = _compile(
+            program,
+            _Bindings(source, "--source"),
+            references=_Bindings(reference, "--reference"),
+            input_schemas=_Bindings(input_schema, "--input-schema"),
+        )
         outputs = ", ".join(o.name for o in prog.outputs)
         print(f"{program}: ok ({len(prog.operators)} operators; reads {_names(prog, prog.sources)}; writes {outputs})")
 

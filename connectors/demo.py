@@ -90,7 +90,8 @@ SCHEMA = pa.schema(
 )
 
 
-_BATCH_SCHEMA = SCHEMA.append(pa.field("offset", pa.int64()))
+# Batches also carry each event's simulated arrival time (what KDA programs see as ROWTIME).
+_BATCH_SCHEMA = SCHEMA.append(pa.field("offset", pa.int64())).append(pa.field("arrival_time", TS_TYPE))
 
 
 class DemoSource:
@@ -238,6 +239,7 @@ class DemoSource:
             "price": in_row_order,
             "volume": volume,
             "time": event_time,
+            "arrival": START_US + arrival_ms.astype(np.int64) * 1000,
         }
 
     def schema(self) -> pa.Schema:
@@ -270,6 +272,7 @@ def _to_arrow(columns: dict[str, np.ndarray], first_offset: int) -> pa.RecordBat
             pa.array(columns["volume"]),
             pa.array(columns["time"], TS_TYPE),
             pa.array(np.arange(first_offset, first_offset + n, dtype=np.int64)),
+            pa.array(columns["arrival"], TS_TYPE),
         ],
         schema=_BATCH_SCHEMA,
     )

@@ -22,6 +22,10 @@ relative to the case file (``duckstream test`` runs users' cases this way)::
 
     -- program: ticker_kpis.sql
     -- input: trades from ticker_kpis.trades.jsonl
+    -- input-schema: trades from kinesis_input.json
+
+``-- input-schema: STREAM from FILE`` gives an undeclared source stream a KDA input schema (as
+``--input-schema`` does): its columns, and records decoded by its mappings and KDA's conversions.
 
 With ``-- program:`` the case holds no SQL of its own and error positions are the ``.sql``
 file's. An input file is one batch (the runner splits it every other way anyway); inline rows
@@ -57,7 +61,7 @@ from engine.errors import DuckstreamError
 from engine.plan.planner import PlanOptions, compile_program
 from engine.runtime.loop import RunOptions
 
-_DIRECTIVE = re.compile(r"^--\s*(about|program|options|converge|input|expect|batch|wait)\b:?\s*(.*)$")
+_DIRECTIVE = re.compile(r"^--\s*(about|program|options|converge|input-schema|input|expect|batch|wait)\b:?\s*(.*)$")
 _INPUT_FROM = re.compile(r"^(\S+)\s+from\s+(.+)$")
 _ERROR_AT = re.compile(r"^error at (\d+):(\d+)(?: containing '(.*)')?$")
 REL_TOL = 1e-9
@@ -78,6 +82,7 @@ class Case:
     about: str = ""
     program_path: str | None = None  # ``-- program: FILE``: the SQL came from there
     waits: dict[str, dict[int, float]] = field(default_factory=dict)  # stream -> batch index -> quiet seconds
+    input_schemas: dict[str, Any] = field(default_factory=dict)  # ``-- input-schema:`` stream -> InputSchema
 
 
 class CaseFormatError(DuckstreamError):
@@ -106,6 +111,9 @@ def parse_case(text: str, path: str = "<case>") -> Case:
                 case.converge = [c.strip() for c in value.split(",") if c.strip()]
             elif key == "program":
                 case.program_path = _program_file(path, n, value, case)
+                section = None
+            elif key == "input-schema":
+                case.input_schemas.update(_input_schema(path, n, value))
                 section = None
             elif key == "input":
                 if not value:
@@ -192,6 +200,34 @@ def _input_file(path: str, line: int, name: str) -> list[bytes]:
     return [ln.rstrip(b"\r") for ln in data.split(b"\n") if ln.strip()]
 
 
+def _input_schema(path: str, line: int, value: str) -> dict[str, Any]:
+    """``-- input-schema: STREAM from FILE``: {stream: the file's InputSchema}."""
+    from engine.formats.kda_schema import load_input_schema
+
+    named = _INPUT_FROM.match(value)
+    if named is None:
+        raise CaseFormatError("'-- input-schema:' needs STREAM from FILE", where=f"{path}:{line}")
+    file = _beside(path, line, named.group(2).strip(), "input-schema")
+    try:
+        return {named.group(1): load_input_schema(file)}
+    except DuckstreamError as err:
+        raise CaseFormatError(str(err), where=f"{path}:{line}") from None
+
+
+def _with_input_schemas(case: Case, resolve: Any) -> Any:
+    """The planner's schema callback: input schemas first, then ``resolve`` (None or a callback)."""
+    if not case.input_schemas:
+        return resolve
+
+    def schema(name: str) -> Any:
+        found = next((k for k in case.input_schemas if k.lower() == name.lower()), None)
+        if found is not None:
+            return case.input_schemas[found].arrow_schema()
+        return resolve(name) if resolve is not None else None
+
+    return schema
+
+
 def _wait_seconds(path: str, line: int, text: str) -> float:
     from connectors.options import parse_duration
 
@@ -241,7 +277,7 @@ def _options(case: Case) -> tuple[PlanOptions, RunOptions]:
     lateness_us = parse_duration(lateness, f"{case.path}: allowed-lateness") if lateness else 0
     idle = case.options.get("idle-timeout")
     idle_us = parse_duration(idle, f"{case.path}: idle-timeout") if idle else None
-    known = {"allowed-lateness", "no-flush", "idle-timeout"}
+    known = {"allowed-lateness", "no-flush", "idle-timeout", "rowtime-from"}
     unknown = set(case.options) - known
     if unknown:
         raise CaseFormatError(f"unknown option(s) {', '.join(sorted(unknown))}", where=case.path)
@@ -252,6 +288,7 @@ def _options(case: Case) -> tuple[PlanOptions, RunOptions]:
         batch_interval_s=1.0,
         clock=clock,
         sleep=clock.sleep,
+        rowtime_from={"*": case.options["rowtime-from"]} if case.options.get("rowtime-from") else {},
     )
     return PlanOptions(allowed_lateness_us=lateness_us), run
 
@@ -283,7 +320,12 @@ def _waiting_source(name: str, batches: list[list[bytes]], waits: dict[int, floa
 
 
 def _run_inputs(
-    program: Any, inputs: Batches, waits: Waits, options: RunOptions, checkpoint_dir: str | None = None
+    program: Any,
+    inputs: Batches,
+    waits: Waits,
+    options: RunOptions,
+    checkpoint_dir: str | None = None,
+    input_schemas: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Run ``program`` over in-memory batches with quiet spells; (sinks by output name, error sink)."""
     from engine.runtime.checkpoint import CheckpointStore, program_fingerprint
@@ -291,6 +333,7 @@ def _run_inputs(
     from engine.testing import ListSink
 
     assert isinstance(options.clock, ManualClock)
+    input_schemas = input_schemas or {}
     sources = {}
     for key in program.sources:
         name = program.streams[key].name
@@ -298,11 +341,30 @@ def _run_inputs(
         if found is None:
             raise KeyError(f"no input given for stream {name!r}")
         sources[key] = _waiting_source(name, inputs[found], dict(waits.get(found, {})), options.clock)
+        given = next((s for k, s in input_schemas.items() if k.lower() == key), None)
+        if given is not None:
+            sources[key].input_schema = given
     sinks = {o.stream: ListSink(o.name) for o in program.outputs}
     errors = ListSink("errors")
     store = CheckpointStore(checkpoint_dir, program_fingerprint(program.text)) if checkpoint_dir else None
     Runner(program, sources, sinks, errors, options, checkpoints=store).run()
     return {o.name: sinks[o.stream] for o in program.outputs}, errors
+
+
+def _discover(case: Case) -> Any:
+    """Schemas of streams the program reads but does not declare (KDA's input streams), found
+    from the case's own input rows as the command line finds them from a source's first records."""
+    from engine.formats.discover import discover_schema
+    from engine.sql import kda
+
+    def resolve(name: str) -> Any:
+        found = next((k for k in case.inputs if k.lower() == name.lower()), None)
+        if found is None:
+            return None
+        sample = [row for batch in case.inputs[found] for row in batch][:200]
+        return kda.discovered(discover_schema(sample, "json", None))
+
+    return resolve
 
 
 def run_case(
@@ -319,22 +381,30 @@ def run_case(
 
     plan_opts, run_opts = _options(case)
     where = case.program_path or case.path
-    program = compile_program(case.sql, where, None, plan_opts)
+    program = compile_program(case.sql, where, _with_input_schemas(case, _discover(case)), plan_opts)
     inputs = splits if splits is not None else case.inputs
     pauses = waits if waits is not None else (case.waits if splits is None else {})
     runs = []
     if restore_after is None:
-        runs.append(_run_inputs(program, inputs, pauses, run_opts))
+        runs.append(_run_inputs(program, inputs, pauses, run_opts, input_schemas=case.input_schemas))
     else:
         with tempfile.TemporaryDirectory() as directory:
             first = RunOptions(**{**run_opts.__dict__, "stop_after_batches": restore_after})
-            runs.append(_run_inputs(program, inputs, pauses, first, checkpoint_dir=directory))
-            again = compile_program(case.sql, where, None, plan_opts)  # a new process would re-plan
+            runs.append(
+                _run_inputs(program, inputs, pauses, first, checkpoint_dir=directory, input_schemas=case.input_schemas)
+            )
+            # a new process would re-plan
+            again = compile_program(case.sql, where, _with_input_schemas(case, _discover(case)), plan_opts)
             _, run_opts = _options(case)  # and have a new clock
-            runs.append(_run_inputs(again, inputs, pauses, run_opts, checkpoint_dir=directory))
+            runs.append(
+                _run_inputs(again, inputs, pauses, run_opts, checkpoint_dir=directory, input_schemas=case.input_schemas)
+            )
     outputs: dict[str, list[dict[str, Any]]] = {}
+    shown = {o.name for o in program.outputs if not o.optional} | set(case.outputs)
     for sinks, _ in runs:
         for name, sink in sinks.items():
+            if name not in shown:
+                continue
             rows = outputs.setdefault(name, [])
             for table in sink.committed:
                 rows += [json.loads(line) for line in to_json_lines(table).splitlines() if line.strip()]

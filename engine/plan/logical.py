@@ -31,6 +31,7 @@ class StreamDef:
     where: str | None = None
     declared: bool = True
     derived: bool = False  # written by an operator (view, subquery, INSERT target)
+    rowtime: bool = False  # KDA: read from a source, its ROWTIME column is stamped at ingestion
 
     @property
     def connector(self) -> str | None:
@@ -134,6 +135,7 @@ class SessionAggSpec(OperatorSpec):
         return [("per batch", self.filter_sql), ("when sessions close", self.final_sql)]
 
 
+
 @dataclass(frozen=True)
 class StaggerAggSpec(OperatorSpec):
     """KDA stagger windows (``WINDOWED BY STAGGER (PARTITION BY ... RANGE ...)``).
@@ -164,6 +166,7 @@ class OutputDef:
     stream: str  # stream key
     name: str  # what --sink NAME= matches
     where: str | None = None
+    optional: bool = False  # written only when a sink is named for it (KDA: a stream other pumps read)
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,72 @@ class Program:
     sources: list[str]  # stream keys read from outside
     outputs: list[OutputDef]
     references: dict[str, ReferenceDef] = field(default_factory=dict)  # key -> reference table
+    kda: bool = False  # KDA SQL: every stream has ROWTIME, which results do not write out
+    pumps: dict[str, str] = field(default_factory=dict)  # step id prefix -> KDA pump name (error rows)
 
     def stream(self, key: str) -> StreamDef:
         """The stream called ``key`` (case-insensitive)."""
         return self.streams[key.lower()]
+
+
+@dataclass(frozen=True)
+class OverSpec(OperatorSpec):
+    """Sliding windows: ``agg(x) OVER w`` gives each input row (after WHERE) one output row,
+    computed over the rows of its partition at or before it in (time, arrival) order that are
+    still in its window (``RANGE``: time >= its time - size; ``ROWS``: the last size + 1 rows).
+
+    ``prep_sql`` turns ``__input`` (plus ``__arr``, the operator's arrival counter) into the rows
+    that pass WHERE, with ``__t`` (time in us), partition keys ``__p<window>_<i>`` and window
+    function arguments ``__a<i>``. ``window_sql`` runs over ``__h`` (the kept rows plus the rows
+    being emitted, flagged ``__new``) and adds ``__w<i>`` per window function (``__k<window>``:
+    how many rows before the current one are in its window). ``keep_sql`` picks the kept rows
+    that ``ROWS`` windows still need (the last ``size`` of each partition). ``project_sql``
+    evaluates the SELECT list over ``__r`` (the emitted rows with their ``__w<i>``). ``windows``
+    holds (kind, size, partition columns) per window (size: rows or microseconds);
+    ``exp_avgs`` (result column, window, argument column, half-life us) are computed by the
+    operator.
+    """
+
+    time_column: str = ""
+    prep_sql: str = ""
+    window_sql: str = ""
+    keep_sql: str = ""
+    project_sql: str = ""
+    windows: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
+    kept_columns: tuple[str, ...] = ()  # what rows that were emitted keep while later windows need them
+    result_columns: tuple[str, ...] = ()  # ``__w<i>``, one per window function
+    exp_avgs: tuple[tuple[str, int, str, int], ...] = ()
+    source_stream: str = ""
+
+    def sql_parts(self) -> list[tuple[str, str]]:
+        return [
+            ("per batch", self.prep_sql),
+            ("windows over kept + ready rows", self.window_sql),
+            ("per emitted row", self.project_sql),
+        ]
+
+
+@dataclass(frozen=True)
+class StreamJoinSpec(OperatorSpec):
+    """A windowed join of two streams: KDA's ``FROM a OVER (RANGE ...) AS o JOIN b AS s ON ...``.
+
+    The planner writes both inputs into ``input``, one stream whose rows carry ``__side`` (0: the
+    FROM side, 1: the joined side), ``__t`` (that side's event time, microseconds), the side's row
+    packed in ``__left`` or ``__right`` and the hidden ``__seq``/``__wm``. ``windows`` gives each
+    side's window as (``range``, microseconds), (``rows``, n) or (``none``, 0): a row arriving on
+    one side matches the other side's rows in that side's window ending at the row's time.
+    ``match_sql`` finds the pairs whose later row became due (``__ja``/``__jb``: each side's
+    buffered rows with ``__id``, ``__t``, ``__idx``, ``__due``, ``__mx0``/``__mx1``);
+    ``project_sql`` turns pairs and unmatched outer rows (``__jp``) into output rows.
+    """
+
+    join_type: str = "inner"  # inner | left | right | full
+    windows: tuple[tuple[str, int], tuple[str, int]] = (("none", 0), ("none", 0))
+    side_schemas: tuple[Any, Any] = (None, None)  # each side's columns (pa.Schema)
+    aliases: tuple[str, str] = ("", "")
+    sources: tuple[str, str] = ("", "")  # each side's source stream name, for error rows
+    match_sql: str = ""
+    project_sql: str = ""
+
+    def sql_parts(self) -> list[tuple[str, str]]:
+        return [("pairs whose later row is due", self.match_sql), ("output rows", self.project_sql)]

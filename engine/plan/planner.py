@@ -33,6 +33,7 @@ from engine.plan.logical import (
 )
 from engine.plan.stagger import plan_stagger
 from engine.runtime.duck import connect, run
+from engine.sql import kda
 from engine.sql.dialect import Emit, Stagger, WindowTVF, position
 from engine.sql.functions import lower_functions
 from engine.sql.parse import parse_program
@@ -233,12 +234,17 @@ class _Planner:
         self.origin: dict[str, str] = {}  # derived stream key -> name of the source its rows come from
         self.retimed: set[str] = set()  # INSERT targets with their own WATERMARK: time starts again there
         self.references: dict[str, ReferenceDef] = {}
+        self.kda = False  # a KDA SQL program (see engine.sql.kda)
+        self.pumps: dict[str, str] = {}  # step id prefix -> pump name
 
     # ------------------------------------------------------------------ statements
     def plan(self) -> Program:
         statements = parse_program(self.text, self.path)
         if not statements:
             raise PlanError("the program has no statements", 1, 1)
+        self.kda = kda.is_kda(statements)
+        if self.kda:
+            statements = kda.prepare(statements).statements
         statements = [lower_functions(s) for s in statements]
         bare = [s for s in statements if isinstance(s, (exp.Query, Emit))]
         self.single_result = len(bare) == 1
@@ -247,7 +253,19 @@ class _Planner:
         if not self.outputs:
             raise PlanError("the program produces nothing: add a SELECT or an INSERT INTO", 1, 1)
         sources = [k for k in self.streams if k in self.read and k not in self.producers]
-        return Program(self.text, self.path, self.streams, self.operators, sources, self.outputs, self.references)
+        if self.kda:  # a stream that other pumps read is written out only when a sink is named for it
+            self.outputs = [replace(o, optional=o.stream in self.read) for o in self.outputs]
+        return Program(
+            self.text,
+            self.path,
+            self.streams,
+            self.operators,
+            sources,
+            self.outputs,
+            self.references,
+            kda=self.kda,
+            pumps=self.pumps,
+        )
 
     def _statement(self, stmt: exp.Expr) -> None:
         if isinstance(stmt, exp.Semicolon):  # an empty statement: a comment after the last ';'
@@ -321,6 +339,12 @@ class _Planner:
             else:
                 raise _err(item, f"unsupported item in CREATE TABLE: {item.sql()[:40]!r}")
         options = self._with_options(stmt)
+        kda_stream = self.kda and (stmt.args.get("kind") or "").upper() == "STREAM"
+        if kda_stream:  # every KDA stream has ROWTIME, its event time, which never decreases
+            if time_col is not None:
+                raise _err(stmt, "a KDA stream has no WATERMARK: its time is ROWTIME")
+            fields.append(pa.field(kda.ROWTIME, pa.timestamp("us"), nullable=False))
+            time_col, delay = kda.ROWTIME, 0
         self.streams[key] = StreamDef(
             name=name,
             key=key,
@@ -330,6 +354,7 @@ class _Planner:
             options=options,
             where=self._where(stmt),
             declared=True,
+            rowtime=kda_stream,
         )
 
     def _watermark(self, item: exp.WatermarkColumnConstraint, fields: list[pa.Field]) -> tuple[str, int]:
@@ -383,17 +408,26 @@ class _Planner:
         key = name.lower()
         declared = self.streams.get(key)
         query = stmt.expression
-        tmp_key = self._query_into(query, f"{name}#{len(self.operators) + 1}", declare=True, where_node=stmt)
+        tmp_name = f"{name}#{len(self.operators) + 1}"
+        pump = stmt.meta.get("pump")
+        if pump:
+            self.pumps[tmp_name] = pump
+        tmp_key = self._query_into(query, tmp_name, declare=True, where_node=stmt)
         produced = self.streams[tmp_key]
         visible = [f for f in produced.schema if not f.name.startswith("__")]
         has_op = bool(visible) and visible[0].name == "op" and self._is_changes(query)
         data = visible[1:] if has_op else visible
+        rowtime = None
+        if self.kda:  # ROWTIME is the row's time, not a value: it never maps to a column by position
+            rowtime = next((f for f in data if f.name.upper() == kda.ROWTIME), None)
+            data = [f for f in data if f.name.upper() != kda.ROWTIME]
         if declared is not None and declared.derived is False and key in self.read and key not in self.producers:
             raise _err(stmt, f'stream "{name}" is read as a source and cannot also be written')
         if declared is not None and len(declared.schema) > 0:
-            targets = list(declared.schema)
+            every = [f for f in declared.schema if not (self.kda and f.name == kda.ROWTIME)]
+            targets = every
             if columns is not None:
-                lookup = {f.name.lower(): f for f in targets}
+                lookup = {f.name.lower(): f for f in every}
                 missing = [c for c in columns if c.lower() not in lookup]
                 if missing:
                     raise _err(stmt, f'stream "{name}" has no column "{missing[0]}"')
@@ -401,15 +435,25 @@ class _Planner:
             if len(targets) != len(data):
                 raise _err(
                     stmt,
-                    f"INSERT INTO {name} gives {len(data)} columns but the stream has {len(targets)}",
+                    f"INSERT INTO {name} gives {len(data)} columns but "
+                    + ("the column list names" if columns is not None else "the stream has")
+                    + f" {len(targets)}",
                     hint="columns map by position",
                 )
+            source_of = {dst.name: src for src, dst in zip(data, targets)}
             items = (['"op"'] if has_op else []) + [
-                f"CAST({_q(src.name)} AS {sql_type_name(dst.type)}) AS {_q(dst.name)}"
-                for src, dst in zip(data, targets)
+                f"CAST({_q(source_of[dst.name].name) if dst.name in source_of else 'NULL'} "
+                f"AS {sql_type_name(dst.type)}) AS {_q(dst.name)}"
+                for dst in every  # columns the list leaves out are NULL
             ]
+            if self.kda:
+                if rowtime is None:
+                    raise _err(stmt, f"the query inserted into {name} has no ROWTIME", hint="select ROWTIME")
+                items.append(f"CAST({_q(rowtime.name)} AS TIMESTAMP) AS {_q(kda.ROWTIME)}")
             sql = f"SELECT {', '.join(items)}, {HIDDEN} FROM __input"
             step = self._step_id(f"{name}/cast")
+            if pump:
+                self.pumps[step] = pump
             schema = self._dry(sql, {"__input": self._input_schema(produced)}, stmt)
             spec = StatelessSpec(step, tmp_key, key, sql=sql)
             if declared.time_column is not None:  # the table's own WATERMARK decides lateness downstream
@@ -560,10 +604,34 @@ class _Planner:
                     else "declare it with CREATE TABLE, or give --source NAME=URI"
                 )
                 raise _err(table, f'unknown stream "{name}"', hint=hint)
-            self.streams[key] = StreamDef(name, key, schema, declared=False)
+            self.streams[key] = self._source_def(name, schema)
         stream = self.streams[key]
         self.read.add(key)
         return stream
+
+    def _source_def(self, name: str, schema: pa.Schema) -> StreamDef:
+        """A stream read from outside whose columns come from its source (discovered or given)."""
+        if not self.kda:
+            return StreamDef(name, name.lower(), schema, declared=False)
+        # KDA's input stream: the record's columns, then ROWTIME (stamped at ingestion) and
+        # APPROXIMATE_ARRIVAL_TIME (the source's, when it has one)
+        names = {f.name.upper() for f in schema}
+        if kda.ROWTIME in names:
+            raise PlanError(
+                f"the records of {name} have a field named ROWTIME, a system column in KDA",
+                hint="give an input schema that maps it to another name (e.g. COL_ROWTIME)",
+            )
+        extra = [pa.field(kda.ROWTIME, pa.timestamp("us"), nullable=False)]
+        if kda.ARRIVAL_TIME not in names:
+            extra.append(pa.field(kda.ARRIVAL_TIME, pa.timestamp("us")))
+        return StreamDef(
+            name,
+            name.lower(),
+            pa.schema([*schema, *extra]),
+            time_column=kda.ROWTIME,
+            declared=False,
+            rowtime=True,
+        )
 
     def _select(self, select: exp.Select, name: str, emit: str, scope: _Scope) -> tuple[OperatorSpec, pa.Schema]:
         from_ = select.args.get("from_") or select.args.get("from")
@@ -590,6 +658,10 @@ class _Planner:
         else:
             raise _err(source, f"unsupported FROM item {source.sql()[:40]!r}")
         if select.args.get("joins"):
+            from engine.plan import joins  # windowed stream-to-stream joins
+
+            if joins.is_stream_join(self, select, source):
+                return joins.plan_stream_join(self, select, stream, alias, tvf, name, scope)
             return self._lookup_join(select, stream, alias, tvf, name)
         _refuse_order_limit(select, allow_order=bool(select.args.get("group") or tvf))
         if select.args.get("distinct") and not select.args.get("group"):
@@ -598,10 +670,10 @@ class _Planner:
                 "SELECT DISTINCT is not supported on a stream yet",
                 hint="GROUP BY the columns inside a window",
             )
-        for window in select.find_all(exp.Window):
-            raise _err(
-                window, "OVER (...) windows are not supported yet", hint="use a window table function and GROUP BY"
-            )
+        if select.find(exp.Window) is not None:  # sliding windows: agg(x) OVER w
+            from engine.plan.over import plan_over  # it uses this module's helpers
+
+            return plan_over(self, select, stream, alias, name, emit, tvf)
         cols = {f.name.lower(): f for f in stream.schema}
         window_cols = set(WINDOW_COLS) if tvf is not None or isinstance(select.args.get("group"), Stagger) else set()
         clash = sorted(window_cols & set(cols))

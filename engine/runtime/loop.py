@@ -25,6 +25,7 @@ from engine.runtime.checkpoint import CheckpointStore
 from engine.runtime.faults import crash_point as _crash_point
 from engine.runtime.metrics import Metrics
 from engine.runtime.pipeline import Pipeline, TickResult
+from engine.runtime.rowtime import RowtimeStamper
 from engine.types import ERROR_SCHEMA, MAX_TIME, SEQ_COL, Epoch, in_input_order, visible
 
 ERRORS_KEY = "__errors__"  # the error sink's key among the sinks' checkpoint states
@@ -53,6 +54,7 @@ class RunOptions:
     max_ahead_us: int | None = None  # rows whose event time is further ahead of now go to errors
     stop_after_batches: int | None = None  # tests: checkpoint after this many batches and stop there
     until_idle_s: float | None = None  # end the run once no source has had rows for this long
+    rowtime_from: dict[str, str] = field(default_factory=dict)  # KDA: stream key (or "*") -> time field
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 
@@ -84,17 +86,42 @@ class _Input:
         # Columns the source itself supplies (Kinesis: APPROXIMATE_ARRIVAL_TIME, PARTITION_KEY, ...)
         # are taken from the raw batch, not decoded from the payload.
         self.metadata = _metadata_columns(source, stream)
-        payload_schema = pa.schema([f for f in stream.schema if f.name not in self.metadata])
-        time_column = stream.time_column if stream.time_column not in self.metadata else None
-        self.decoder = Decoder(
-            stream.name,
-            payload_schema,
-            fmt,
-            time_column=time_column,
-            max_record_bytes=options.max_record_bytes,
-            csv_options=getattr(source, "csv_options", None),
-            reserved=frozenset(name.lower() for name in self.metadata),
-        )
+        self.rowtime: RowtimeStamper | None = None
+        stamped: set[str] = set()
+        if stream.rowtime:  # KDA: ROWTIME (and APPROXIMATE_ARRIVAL_TIME) come with the rows, not in them
+            field_ = options.rowtime_from.get(key, options.rowtime_from.get("*"))
+            plain = pa.schema([f for f in stream.schema if f.name not in self.metadata])
+            self.rowtime = RowtimeStamper(stream, field_, source, plain, fmt, set(self.metadata))
+            stamped = set(self.rowtime.columns)
+        payload_schema = pa.schema([f for f in stream.schema if f.name not in self.metadata and f.name not in stamped])
+        time_column = stream.time_column if stream.time_column not in {*self.metadata, *stamped} else None
+        input_schema = getattr(source, "input_schema", None)  # --input-schema: a KDA InputSchema
+        self.decoder: Decoder | KdaDecoder
+        if input_schema is not None:
+            from engine.formats.kda_decode import KdaDecoder
+
+            # It also fills the source's own columns, from each row's record: the rows of an
+            # exploded array do not carry their record's offset as __seq (engine.formats.kda_decode).
+            taken = {*payload_schema.names, *self.metadata}
+            self.decoder = KdaDecoder(
+                stream.name,
+                input_schema,
+                time_column=time_column,
+                max_record_bytes=options.max_record_bytes,
+                schema=pa.schema([f for f in stream.schema if f.name in taken]),
+                metadata=self.metadata,
+            )
+            self.metadata = {}
+        else:
+            self.decoder = Decoder(
+                stream.name,
+                payload_schema,
+                fmt,
+                time_column=time_column,
+                max_record_bytes=options.max_record_bytes,
+                csv_options=getattr(source, "csv_options", None),
+                reserved=frozenset(name.lower() for name in self.metadata),
+            )
         self.done = False
         self.idle_timeout_us = options.idle_timeout_us
         if "idle-timeout" in stream.options:  # the table's own setting wins over --idle-timeout
@@ -107,17 +134,25 @@ class _Input:
 
     def decode(self, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
         if self.source.kind != "raw":
-            return self.decoder.conform(batch)
-        rows, errors = self.decoder.decode(batch)
-        if not self.metadata:
+            rows, errors = self.decoder.conform(batch)
+        else:
+            rows, errors = self.decoder.decode(batch)
+        if not self.metadata and self.rowtime is None:
             return rows, errors
         # Decoded rows are a subset of the batch's records, found again by their offset.
         where = pc.index_in(rows[SEQ_COL], value_set=batch.column("offset"))
+        stamped: dict[str, pa.Array] = {}
+        if self.rowtime is not None:
+            rows, where, stamped, missing = self.rowtime.stamp(rows, batch, where)
+            if missing is not None:
+                errors = pa.concat_tables([errors, missing]) if errors is not None else missing
         columns = []
         for field_ in self.schema:
             if field_.name in self.metadata:
                 values = batch.column(self.metadata[field_.name]).take(where)
                 columns.append(values.cast(field_.type))
+            elif field_.name in stamped:
+                columns.append(stamped[field_.name])
             else:
                 columns.append(rows[field_.name])
         columns.append(rows[SEQ_COL])
@@ -283,6 +318,8 @@ class Runner:
             header = state["headers"].get(item.key)
             if header is not None:
                 item.decoder._header = header  # the header record is behind the resume point
+            if item.rowtime is not None:
+                item.rowtime.restore(self.pipeline.clocks[item.key].max_seen)
             item.done = False  # polled again: an exhausted source says so at once, and flushing is idempotent
 
     def _poll(self, item: _Input) -> bool:
@@ -395,7 +432,7 @@ class Runner:
         for key, tables in result.outputs.items():
             sink = self.sinks.get(key)
             for table in tables:
-                out = visible(table)
+                out = written(self.program, table)
                 self.stats.rows_out[key] += out.num_rows
                 if sink is not None and out.num_rows:
                     sink.write(self.epoch, out)
@@ -496,4 +533,13 @@ def _reject_future(rows: pa.Table, stream: StreamDef, max_ahead_us: int) -> tupl
 
 
 def _sink_schema(program: Program, key: str) -> pa.Schema:
-    return program.streams[key].schema
+    return written(program, program.streams[key].schema.empty_table()).schema
+
+
+def written(program: Program, table: pa.Table) -> pa.Table:
+    """The columns of a result that leave the program: not the hidden ones, nor (KDA) ROWTIME,
+    which is the rows' time rather than a value (select it under another name to keep it)."""
+    out = visible(table)
+    if program.kda and "ROWTIME" in out.column_names:
+        out = out.drop_columns(["ROWTIME"])
+    return out

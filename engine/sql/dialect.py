@@ -78,6 +78,16 @@ class Emit(exp.Expression):
     arg_types = {"this": True, "kind": True}
 
 
+class TableWindow(exp.Expression):
+    """KDA's window on a joined stream, kept in its ``exp.Table``'s ``window`` arg.
+
+    ``FROM s OVER (RANGE INTERVAL '1' MINUTE PRECEDING) AS o`` (``spec``, a ``WindowSpec``) or
+    ``FROM s OVER w AS o`` (``this``: the name of a ``WINDOW w AS (...)`` clause).
+    """
+
+    arg_types = {"this": False, "spec": False, "partition_by": False, "order": False}
+
+
 def position(node: exp.Expr) -> tuple[int | None, int | None]:
     """1-based (line, column) of the first character of ``node`` (the earliest of its parts)."""
     best: tuple[int, int] | None = None
@@ -106,7 +116,6 @@ class Duckstream(DuckDB):
 
     class Parser(DuckDB.Parser):  # type: ignore[valid-type,misc]  # sqlglot builds dialect classes dynamically
         FUNC_TOKENS = {*DuckDB.Parser.FUNC_TOKENS, TokenType.SESSION}
-        OPERATION_MODIFIERS = {"STREAM"}
         FUNCTIONS = {
             **DuckDB.Parser.FUNCTIONS,
             "TABLE": lambda args: exp.TableFromRows(this=seq_get(args, 0)),
@@ -122,6 +131,7 @@ class Duckstream(DuckDB):
             "WATERMARK": lambda self: self._parse_watermark(),
         }
         SCHEMA_UNNAMED_CONSTRAINTS = {*DuckDB.Parser.SCHEMA_UNNAMED_CONSTRAINTS, "WATERMARK"}
+        TYPE_CONVERTERS = {**DuckDB.Parser.TYPE_CONVERTERS, exp.DType.TEXT: lambda t: _text_type(t)}
 
         def _expect(self, ok: object, message: str, token: tokens.Token | None = None) -> None:
             if not ok:
@@ -203,11 +213,15 @@ class Duckstream(DuckDB):
                 this = self._parse_table_parts(schema=True)
                 schema = self._parse_schema(this=this)
                 props = self._parse_properties()
+                description = self._parse_description()
                 node = exp.Create(kind="STREAM", this=schema, replace=replace, properties=props)
+                if description is not None:
+                    node.meta["description"] = description
                 return self.expression(node, token=create)
             if self._match_text_seq("PUMP"):
                 name = self._parse_table_parts(schema=True)
                 stopped = self._match_text_seq("STOPPED")
+                self._parse_description()
                 self._expect(self._match(TokenType.ALIAS), "expected AS INSERT INTO ... SELECT after the pump name")
                 start, body = self._curr, self._parse_statement()
                 self._expect(isinstance(body, exp.Insert), "a pump body must be INSERT INTO ... SELECT", start)
@@ -215,6 +229,36 @@ class Duckstream(DuckDB):
                 return self.expression(pump, token=create)
             self._retreat(index)
             return super()._parse_create().update_positions(create)
+
+        def _parse_hint(self) -> Any:
+            # KDA's SELECT STREAM [DISTINCT]: STREAM comes before DISTINCT, where hints go
+            nxt = self._next.token_type if self._next else None
+            not_a_column = nxt not in (TokenType.COMMA, TokenType.FROM, TokenType.DOT)
+            if self._curr and self._curr.text.upper() == "STREAM" and not_a_column:
+                self._stream_at = {*getattr(self, "_stream_at", set()), self._index}
+                self._advance()
+            return super()._parse_hint()
+
+        def _parse_select_query(self, *args: Any, **kwargs: Any) -> Any:
+            start = self._index
+            node = super()._parse_select_query(*args, **kwargs)
+            if isinstance(node, exp.Select) and start + 1 in getattr(self, "_stream_at", ()):
+                node.set("operation_modifiers", [exp.var("STREAM"), *(node.args.get("operation_modifiers") or [])])
+            return node
+
+        def _parse_insert(self, *args: Any, **kwargs: Any) -> Any:
+            if self._curr and self._curr.text.upper() == "EXPEDITED":  # KDA's INSERT EXPEDITED INTO: a hint
+                self._advance()
+            return super()._parse_insert(*args, **kwargs)
+
+        def _parse_description(self) -> str | None:
+            """KDA's optional ``DESCRIPTION '<text>'`` after a stream's columns or a pump's name."""
+            if not (self._curr and self._curr.text.upper() == "DESCRIPTION"):
+                return None
+            self._advance()
+            text = self._parse_string()
+            self._expect(text is not None, "expected a quoted text after DESCRIPTION")
+            return text.name if text is not None else None
 
         def _parse_group(self, skip_group_by_token: bool = False) -> Any:
             if not (self._curr and self._curr.text.split()[0].upper() == "WINDOWED"):
@@ -257,6 +301,29 @@ class Duckstream(DuckDB):
                     stmt = self.expression(Emit(this=stmt, kind=kind), token=token)
             return stmt
 
+        def _parse_table_parts(self, *args: Any, **kwargs: Any) -> Any:
+            table = super()._parse_table_parts(*args, **kwargs)
+            over = self._match(TokenType.OVER, advance=False)
+            if isinstance(table, exp.Table) and over and not kwargs.get("schema"):
+                table.set("window", self._parse_table_window())
+            return table
+
+        def _parse_table_window(self) -> exp.Expr:
+            """``OVER (<window spec>)`` or ``OVER <name>`` after a table name (KDA's windowed joins)."""
+            token = self._curr
+            window = self._parse_window(exp.var("__table"))  # a Window needs a ``this``
+            self._expect(isinstance(window, exp.Window), "expected (<window>) or a window name after OVER", token)
+            assert isinstance(window, exp.Window)
+            named = window.args.get("spec") or window.args.get("alias")
+            self._expect(named, "expected RANGE or ROWS in OVER (...)", token)
+            node = TableWindow(
+                this=None if window.args.get("spec") else window.args.get("alias"),
+                spec=window.args.get("spec"),
+                partition_by=window.args.get("partition_by"),
+                order=window.args.get("order"),
+            )
+            return self.expression(node, token=token)
+
     class Generator(DuckDB.Generator):  # type: ignore[valid-type,misc]  # as above
         TRANSFORMS = {
             **DuckDB.Generator.TRANSFORMS,
@@ -275,7 +342,18 @@ class Duckstream(DuckDB):
                 f" AS {self.sql(e, 'expression')}"
             ),
             Emit: lambda self, e: f"{self.sql(e, 'this')} EMIT {e.args['kind']}",
+            TableWindow: lambda self, e: _table_window_sql(self, e),
         }
+
+        def table_sql(self, expression: exp.Table, sep: str = " AS ") -> str:
+            window = expression.args.get("window")
+            if window is None:
+                return str(super().table_sql(expression, sep))
+            bare = expression.copy()
+            bare.set("window", None)
+            bare.set("alias", None)
+            alias = self.sql(expression, "alias")
+            return f"{super().table_sql(bare, sep)} {self.sql(window)}" + (f"{sep}{alias}" if alias else "")
 
         def windowspec_sql(self, expression: exp.WindowSpec) -> str:
             if expression.args.get("end") or expression.args.get("exclude"):
@@ -289,6 +367,16 @@ class Duckstream(DuckDB):
             return super().property_sql(expression)
 
 
+def _text_type(dtype: exp.DataType) -> exp.DataType:
+    """VARCHAR(n) stays DuckDB's VARCHAR, its length kept in ``meta["size"]`` (KDA's CAST checks it)."""
+    size = dtype.expressions[0] if dtype.expressions else None
+    size = size.this if isinstance(size, exp.DataTypeParam) else size
+    if isinstance(size, exp.Literal) and size.is_int:
+        dtype.meta["size"] = int(size.this)
+    dtype.set("expressions", None)
+    return dtype
+
+
 def _window_tvf_sql(self: generator.Generator, e: WindowTVF) -> str:
     table, keys = f"TABLE {self.sql(e, 'this')}", e.args.get("partition_by") or []
     if keys:
@@ -296,3 +384,15 @@ def _window_tvf_sql(self: generator.Generator, e: WindowTVF) -> str:
         table += f" PARTITION BY {by if len(keys) == 1 else f'({by})'}"
     descriptor = self.func("DESCRIPTOR", e.args["timecol"])
     return self.func(e.args["kind"], table, descriptor, *e.expressions)
+
+
+def _table_window_sql(self: generator.Generator, e: TableWindow) -> str:
+    if e.this is not None:
+        return f"OVER {self.sql(e, 'this')}"
+    parts = []
+    if e.args.get("partition_by"):
+        parts.append(f"PARTITION BY {self.expressions(e, key='partition_by', flat=True)}")
+    if e.args.get("order"):
+        parts.append(self.sql(e, "order").strip())
+    parts.append(self.sql(e, "spec"))
+    return f"OVER ({' '.join(p for p in parts if p)})"

@@ -810,17 +810,11 @@ def _any(node: exp.Any) -> exp.Expr:
 def _cast(node: exp.Cast) -> exp.Expr:
     if type(node) is not exp.Cast:
         return node
-    to = node.to
-    if (
-        to.is_type(
-            exp.DataType.Type.VARCHAR, exp.DataType.Type.CHAR, exp.DataType.Type.NCHAR, exp.DataType.Type.NVARCHAR
-        )
-        and to.expressions
-    ):
-        size = to.expressions[0]
-        size = size.this if isinstance(size, exp.DataTypeParam) else size
-        return _call("kda_varchar", exp.cast(node.this, exp.DataType.Type.VARCHAR), size)
-    return node
+    size = node.to.meta.get("size")  # VARCHAR(n): see engine.sql.dialect._text_type
+    if size is None:
+        return node
+    to = exp.DataType.build("VARCHAR")
+    return _call("kda_varchar", exp.Cast(this=node.this, to=to), _lit(int(size)))
 
 
 def _anonymous(node: exp.Anonymous) -> exp.Expr:

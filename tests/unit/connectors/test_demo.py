@@ -9,6 +9,7 @@ import pytest
 from connectors import open_source
 from connectors.demo import BLOCK_ROWS, SCHEMA
 from engine.formats.decode import Decoder
+from engine.types import TS_TYPE
 
 
 def read(uri: str, max_rows: int, resume: dict | None = None, limit: int | None = None) -> pa.Table:
@@ -29,7 +30,7 @@ def test_demo_schema_and_bounded_rows() -> None:
     assert source.kind == "typed" and source.bounded and source.schema() == SCHEMA
     table = read("demo:ticker?rows=10", 4)
     assert table.num_rows == 10
-    assert table.schema == SCHEMA.append(pa.field("offset", pa.int64()))
+    assert table.schema == SCHEMA.append(pa.field("offset", pa.int64())).append(pa.field("arrival_time", TS_TYPE))
     assert table.column("offset").to_pylist() == list(range(10))
     assert not open_source("demo:ticker", "t").bounded
 
