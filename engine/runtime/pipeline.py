@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.operators.base import Operator
+from engine.operators.join import StreamJoinOperator, StreamJoinSpec
 from engine.operators.session import SessionAggOperator
 from engine.operators.stagger import StaggerAggOperator
 from engine.operators.stateless import StatelessOperator
@@ -35,6 +36,8 @@ def make_operator(
     spec: object, con: duckdb.DuckDBPyConnection, source_stream: str, out_schema: pa.Schema | None = None
 ) -> Operator:
     """The live operator for a spec (the one table of operator kinds)."""
+    if isinstance(spec, StreamJoinSpec):
+        return StreamJoinOperator(spec, con)
     if isinstance(spec, WindowAggSpec):
         return WindowAggOperator(spec, con, out_schema)
     if isinstance(spec, SessionAggSpec):
