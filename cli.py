@@ -166,6 +166,7 @@ def _compile(
     is_kda = kda.is_kda(parse_program(text, str(path)))
     opened: dict[str, Any] = {}
     schemas = _load_input_schemas(input_schemas)
+    _input_schemas_have_sources(schemas, sources)
     if sources.unnamed and not is_kda and _declares_unbound_table(text, str(path)):
         opened["<unnamed>"] = None  # the unnamed --source is for the declared table, not for discovery
 
@@ -230,6 +231,14 @@ def _load_input_schemas(values: _Bindings | None) -> dict[str, Any]:
         except ConnectorError as err:
             raise ConnectorError(str(err), where="--input-schema") from None
     return loaded
+
+
+def _input_schemas_have_sources(schemas: dict[str, Any], sources: _Bindings) -> None:
+    """A named --input-schema needs a --source of that name (or the unnamed one, which may feed it)."""
+    for key in schemas:
+        if key and key not in sources.named and not sources.unnamed:
+            given = ", ".join(sources.named) or "none"
+            raise ConnectorError(f"{key!r} has no --source of that name (sources: {given})", where="--input-schema")
 
 
 def _input_schema_for(name: str, uri: str, sources: _Bindings, schemas: dict[str, Any]) -> Any:
