@@ -35,7 +35,7 @@ import duckdb
 from sqlglot import exp
 
 from engine.errors import PlanError
-from engine.sql.dialect import IntervalQualifier, Step, position
+from engine.sql.dialect import Duckstream, IntervalQualifier, Step, position
 
 _TS_UNITS = ("YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND")
 UNSUPPORTED_TABLE_FUNCTIONS = (
@@ -731,7 +731,7 @@ def _column_defs(text: str, node: exp.Expr, fname: str, fixed: bool) -> list[tup
         name = m.group(1)
         name = name[1:-1].replace('""', '"') if name.startswith('"') else name
         try:
-            dtype = exp.DataType.build(m.group(2), dialect="duckdb")
+            dtype = exp.DataType.build(m.group(2), dialect=Duckstream)
         except Exception:
             raise _err(node, f"{fname}: unknown type '{m.group(2)}' for column {name}") from None
         out.append((name, dtype, int(m.group(4) or 0), int(m.group(5)) if m.group(5) else None))
@@ -739,11 +739,10 @@ def _column_defs(text: str, node: exp.Expr, fname: str, fixed: bool) -> list[tup
 
 
 def _typed(value: exp.Expr, dtype: exp.DataType) -> exp.Expr:
+    """A parsed field as its declared type; a VARCHAR(n) field keeps its first n characters."""
     if dtype.is_type(*exp.DataType.TEXT_TYPES):
-        size = dtype.expressions
-        if size:
-            return _call("kda_varchar", value, size[0].this if isinstance(size[0], exp.DataTypeParam) else size[0])
-        return value
+        size = dtype.meta.get("size")
+        return _call("left", value, _lit(int(size))) if size is not None else value
     return exp.cast(_call("trim", value), dtype)
 
 
