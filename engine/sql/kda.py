@@ -154,6 +154,9 @@ def rowtime_bucket(node: exp.Expr) -> int | None:
         if size <= 0:
             raise _error(node.expression, "the STEP width must be positive")
         return size
+    epoch = _epoch_bucket(node)
+    if epoch is not None:
+        return epoch
     if isinstance(node, exp.Floor) and is_rowtime(node.this) and node.args.get("to") is not None:
         unit = node.args["to"].name.upper()
         if unit not in _FLOOR_UNITS_US:
@@ -166,6 +169,33 @@ def rowtime_bucket(node: exp.Expr) -> int | None:
     return None
 
 
+def _epoch_bucket(node: exp.Expr) -> int | None:
+    """The pre-STEP idiom ``FLOOR((ROWTIME - TIMESTAMP '1970-01-01 00:00:00') SECOND / n TO SECOND)``:
+    n-second buckets since the epoch (any of SECOND, MINUTE, HOUR, DAY as the qualifier)."""
+    from engine.sql.dialect import IntervalQualifier
+
+    if not (isinstance(node, exp.Floor) and isinstance(node.this, exp.Div)):
+        return None
+    qualified, count = node.this.this, node.this.expression
+    if not (isinstance(qualified, IntervalQualifier) and isinstance(count, exp.Literal) and not count.is_string):
+        return None
+    diff = qualified.this.this if isinstance(qualified.this, exp.Paren) else qualified.this
+    unit = str(qualified.args.get("unit") or "").upper()
+    if not (isinstance(diff, exp.Sub) and is_rowtime(diff.this) and unit in _FLOOR_UNITS_US):
+        return None
+    origin = diff.expression
+    literal = origin.this if isinstance(origin, exp.Cast) else origin
+    if not (isinstance(literal, exp.Literal) and literal.name.strip().startswith("1970-01-01")):
+        raise _error(origin, "this bucket idiom must count from TIMESTAMP '1970-01-01 00:00:00'")
+    try:
+        size = round(float(count.name) * _FLOOR_UNITS_US[unit])
+    except ValueError:
+        return None
+    if size <= 0:
+        raise _error(count, "the bucket width must be positive")
+    return size
+
+
 def _mentions_rowtime(node: exp.Expr) -> bool:
     return any(is_rowtime(c) for c in node.find_all(exp.Column))
 
@@ -173,12 +203,12 @@ def _mentions_rowtime(node: exp.Expr) -> bool:
 def _same(a: exp.Expr, b: exp.Expr) -> bool:
     """Whether two expressions are the same bucket, ignoring how ROWTIME is qualified."""
 
-    def bare(node: exp.Expr) -> str:
+    def bare(node: exp.Expr) -> exp.Expr:
         node = _strip_monotonic(node).copy()
         for col in node.find_all(exp.Column):
             if is_rowtime(col):
                 col.set("table", None)
-        return node.sql()
+        return node
 
     return bare(a) == bare(b)
 
