@@ -245,6 +245,7 @@ class _Planner:
         self.kda = kda.is_kda(statements)
         if self.kda:
             statements = kda.prepare(statements).statements
+            self.con = connect(integer_division=True)  # 5 / 2 = 2, as in KDA
         statements = [lower_functions(s) for s in statements]
         bare = [s for s in statements if isinstance(s, (exp.Query, Emit))]
         self.single_result = len(bare) == 1
@@ -657,6 +658,8 @@ class _Planner:
             alias = source.alias or source.name
         else:
             raise _err(source, f"unsupported FROM item {source.sql()[:40]!r}")
+        if self.kda:
+            select = self._integer_avg(select, stream, alias)
         if select.args.get("joins"):
             from engine.plan import joins  # windowed stream-to-stream joins
 
@@ -708,6 +711,25 @@ class _Planner:
         if tvf is not None and tvf.args["kind"] == "SESSION":
             return self._session(select, stream, alias, tvf, step, name, emit, aggs)
         return self._window_agg(select, stream, alias, tvf, step, name, emit, aggs)
+
+    def _integer_avg(self, select: exp.Select, stream: StreamDef, alias: str) -> exp.Select:
+        """KDA: AVG of an integer expression is an integer (the mean, truncated)."""
+        avgs = [a for a in select.find_all(exp.Avg) if not _inside_subquery(a, select)]
+        if not avgs:
+            return select
+        select = select.copy()
+        for node in [a for a in select.find_all(exp.Avg) if not _inside_subquery(a, select)]:
+            try:
+                probe = f"SELECT {_sql(node.this)} FROM __input AS {_q(alias)}"
+                kind = self._dry(probe, {"__input": self._input_schema(stream)}, node).field(0).type
+            except PlanError:
+                continue  # not a plain expression over this input: the planner reports it later
+            if not pa.types.is_integer(kind):
+                continue
+            target = node.parent if isinstance(node.parent, exp.Window) else node
+            truncated = exp.Cast(this=exp.func("trunc", target.copy()), to=exp.DataType.build(sql_type_name(kind)))
+            target.replace(truncated)
+        return select
 
     def _check_columns(
         self, select: exp.Select, cols: dict[str, pa.Field], window_cols: set[str], alias: str, stream: StreamDef
