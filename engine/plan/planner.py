@@ -673,9 +673,9 @@ class _Planner:
                 "SELECT DISTINCT is not supported on a stream yet",
                 hint="GROUP BY the columns inside a window",
             )
-        if select.find(exp.Window) is not None:  # sliding windows: agg(x) OVER w
-            from engine.plan.over import plan_over  # it uses this module's helpers
+        from engine.plan.over import plan_over, uses_over  # sliding windows; over.py uses this module
 
+        if uses_over(select):
             return plan_over(self, select, stream, alias, name, emit, tvf)
         cols = {f.name.lower(): f for f in stream.schema}
         window_cols = set(WINDOW_COLS) if tvf is not None or isinstance(select.args.get("group"), Stagger) else set()

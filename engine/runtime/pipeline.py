@@ -46,6 +46,11 @@ def make_operator(
         return StaggerAggOperator(spec, con)
     if isinstance(spec, StatelessSpec):
         return StatelessOperator(spec, con, source_stream)
+    from engine.operators.over import OverOperator  # sliding windows: agg(x) OVER w
+    from engine.plan.logical import OverSpec
+
+    if isinstance(spec, OverSpec):
+        return OverOperator(spec, con)
     raise TypeError(f"no operator for {type(spec).__name__}")
 
 
