@@ -442,11 +442,11 @@ class _Planner:
                     hint="columns map by position",
                 )
             source_of = {dst.name: src for src, dst in zip(data, targets)}
-            items = (['"op"'] if has_op else []) + [
-                f"CAST({_q(source_of[dst.name].name) if dst.name in source_of else 'NULL'} "
-                f"AS {sql_type_name(dst.type)}) AS {_q(dst.name)}"
-                for dst in every  # columns the list leaves out are NULL
-            ]
+            items = ['"op"'] if has_op else []
+            for dst in every:  # columns the list leaves out are NULL
+                value = _q(source_of[dst.name].name) if dst.name in source_of else "NULL"
+                cast = _not_null(f"CAST({value} AS {sql_type_name(dst.type)})", dst, name)
+                items.append(f"{cast} AS {_q(dst.name)}")
             if self.kda:
                 if rowtime is None:
                     raise _err(stmt, f"the query inserted into {name} has no ROWTIME", hint="select ROWTIME")
@@ -1180,6 +1180,15 @@ class _Planner:
         if emit == "changes" or spec.allowed_lateness_us:
             self.changelog.add(name.lower())
         return spec, _output_schema(out_schema, emit)
+
+
+def _not_null(value: str, column: pa.Field, stream: str) -> str:
+    """``value``, or (for a NOT NULL column) a failure for a NULL, so the row goes to the error
+    stream instead of breaking the column's promise."""
+    if column.nullable:
+        return value
+    message = f"NULL in column {column.name} of {stream}, which is NOT NULL".replace("'", "''")
+    return f"CASE WHEN ({value}) IS NULL THEN error('{message}') ELSE ({value}) END"
 
 
 def _duck_message(err: Exception) -> str:
