@@ -263,3 +263,17 @@ class StreamJoinSpec(OperatorSpec):
 
     def sql_parts(self) -> list[tuple[str, str]]:
         return [("pairs whose later row is due", self.match_sql), ("output rows", self.project_sql)]
+
+
+@dataclass(frozen=True)
+class SortSpec(OperatorSpec):
+    """KDA's streaming ORDER BY: rows wait until the watermark passes the end of their
+    ``size_us``-wide bucket of ``time_column`` (the ORDER BY's leading time key), then leave in
+    ``order_sql``'s order (run over the closed rows registered as ``__batch``)."""
+
+    time_column: str = ""
+    size_us: int = 0
+    order_sql: str = ""
+
+    def sql_parts(self) -> list[tuple[str, str]]:
+        return [("when a time bucket closes", self.order_sql)]

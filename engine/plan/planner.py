@@ -27,6 +27,7 @@ from engine.plan.logical import (
     Program,
     ReferenceDef,
     SessionAggSpec,
+    SortSpec,
     StatelessSpec,
     StreamDef,
     WindowAggSpec,
@@ -570,6 +571,12 @@ class _Planner:
             return self._query_into(query.this, name, declare, where_node, scope)
         if not isinstance(query, exp.Select):
             raise _err(query, f"unsupported query: {query.sql()[:40]!r}")
+        if "kda_sort" in query.meta:  # KDA's ORDER BY <ROWTIME bucket>, ...: sorted per bucket
+            size, order = query.meta["kda_sort"]
+            query = query.copy()
+            query.meta.pop("kda_sort", None)
+            inner = self._query_into(query, f"{name}/unsorted", True, where_node, scope)
+            return self._sort(inner, name, size, order)
         spec, schema = self._select(query, name, emit, scope)
         seen: set[str] = set()
         for field_ in schema:
@@ -586,6 +593,35 @@ class _Planner:
             self.streams[key] = StreamDef(
                 name, key, _visible_schema(schema), where=self._where(query), declared=False, derived=True
             )
+        self._add(spec, key)
+        return key
+
+    def _sort(self, inner: str, name: str, size_us: int, order: list[exp.Expr]) -> str:
+        """A step that holds ``inner``'s rows until their ROWTIME bucket closes, then emits them
+        sorted by ``order`` (the ORDER BY items after the bucket); returns the new stream's key."""
+        stream = self.streams[inner]
+        names = [f.name for f in stream.schema]
+        items = []
+        for item in order:
+            item = item.copy()
+            target = item.this
+            if isinstance(target, exp.Literal) and target.is_int:
+                index = int(target.name) - 1
+                if not 0 <= index < len(names):
+                    raise _err(target, f"ORDER BY {target.name}: there is no column {target.name}")
+                item.set("this", exp.column(names[index], quoted=True))
+            for col in item.find_all(exp.Column):
+                if col.name.lower() not in {n.lower() for n in names}:
+                    raise _err(col, f'ORDER BY "{col.name}": a streaming ORDER BY sorts by columns of the result')
+                col.set("table", None)
+            items.append(_sql(item))
+        sql = f"SELECT * FROM __batch ORDER BY __bucket_end, {''.join(i + ', ' for i in items)}{_q(SEQ_COL)}"
+        batch = self._input_schema(stream).append(pa.field("__bucket_end", pa.int64()))
+        self._dry(sql, {"__batch": batch}, order[0] if order else exp.Null())
+        key = name.lower()
+        self.streams[key] = StreamDef(name, key, stream.schema, declared=False, derived=True)
+        self.lineage.setdefault(key, []).append({f.name.lower(): (inner, f.name) for f in stream.schema})
+        spec = SortSpec(self._step_id(f"{name}/order"), inner, key, kda.ROWTIME, size_us, sql)
         self._add(spec, key)
         return key
 

@@ -140,7 +140,11 @@ class _Input:
         if not self.metadata and self.rowtime is None:
             return rows, errors
         # Decoded rows are a subset of the batch's records, found again by their offset.
-        where = pc.index_in(rows[SEQ_COL], value_set=batch.column("offset"))
+        positions = getattr(self.decoder, "batch_positions", None)  # KDA input schemas: rows != records
+        if positions is not None:
+            where = positions(rows, batch)
+        else:
+            where = pc.index_in(rows[SEQ_COL], value_set=batch.column("offset"))
         stamped: dict[str, pa.Array] = {}
         if self.rowtime is not None:
             rows, where, stamped, missing = self.rowtime.stamp(rows, batch, where)

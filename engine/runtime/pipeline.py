@@ -18,7 +18,7 @@ from engine.operators.session import SessionAggOperator
 from engine.operators.stagger import StaggerAggOperator
 from engine.operators.stateless import StatelessOperator
 from engine.operators.window import WindowAggOperator
-from engine.plan.logical import Program, SessionAggSpec, StaggerAggSpec, StatelessSpec, WindowAggSpec
+from engine.plan.logical import Program, SessionAggSpec, SortSpec, StaggerAggSpec, StatelessSpec, WindowAggSpec
 from engine.runtime.clock import EventClock
 from engine.runtime.duck import connect
 from engine.types import ERROR_SCHEMA, MIN_TIME, SEQ_COL
@@ -44,6 +44,10 @@ def make_operator(
         return SessionAggOperator(spec, con)
     if isinstance(spec, StaggerAggSpec):
         return StaggerAggOperator(spec, con)
+    if isinstance(spec, SortSpec):
+        from engine.operators.sort import SortOperator  # KDA's ORDER BY within a time bucket
+
+        return SortOperator(spec, con)
     if isinstance(spec, StatelessSpec):
         return StatelessOperator(spec, con, source_stream)
     from engine.operators.over import OverOperator  # sliding windows: agg(x) OVER w

@@ -264,6 +264,7 @@ def _rewrite_select(select: exp.Select) -> None:
     if isinstance(group, exp.Group) and group.expressions:
         _group_by_rowtime(select, group)
         return
+    _streaming_order(select)
     if _has_aggregate(select):
         raise _error(
             select,
@@ -272,6 +273,24 @@ def _rewrite_select(select: exp.Select) -> None:
         )
     if not _has_star(select) and not any(_output_name(e).upper() == ROWTIME for e in select.expressions):
         select.append("expressions", exp.column(ROWTIME))
+
+
+def _streaming_order(select: exp.Select) -> None:
+    """``ORDER BY <ROWTIME bucket>, ...`` on a row-by-row query: sorted within each bucket (the
+    planner adds the sorting step); the bucket and the rest of the keys go to ``meta``."""
+    order = select.args.get("order")
+    if order is None or not order.expressions:
+        return
+    first = order.expressions[0]
+    size = rowtime_bucket(first.this) if isinstance(first, exp.Ordered) else None
+    if size is None or first.args.get("desc"):
+        raise _error(
+            first,
+            "a streaming ORDER BY must start with an ascending ROWTIME bucket",
+            hint="e.g. ORDER BY FLOOR(s.ROWTIME TO SECOND), score DESC: rows are sorted within each second",
+        )
+    select.set("order", None)
+    select.meta["kda_sort"] = (size, [o.copy() for o in order.expressions[1:]])
 
 
 def _group_by_rowtime(select: exp.Select, group: exp.Group) -> None:
@@ -325,9 +344,10 @@ def _group_by_rowtime(select: exp.Select, group: exp.Group) -> None:
         return exp.column("window_start") if _same(node, key) else node
 
     select.set("expressions", [e.transform(bucket_to_start) for e in select.expressions])
-    having = select.args.get("having")
-    if having is not None:
-        select.set("having", having.transform(bucket_to_start))
+    for part in ("having", "order"):
+        node = select.args.get(part)
+        if node is not None:
+            select.set(part, node.transform(bucket_to_start))
     _window_rowtime(select)
 
 
