@@ -60,6 +60,11 @@ class PlanOptions:
     """Program-wide settings that the command line can give (table options override them)."""
 
     allowed_lateness_us: int = 0
+    # A program without any output is fine (the REPL plans a program's declarations before its queries).
+    allow_no_outputs: bool = False
+    # Sources get KDA's ROWTIME (and APPROXIMATE_ARRIVAL_TIME) even in a program that is not KDA
+    # SQL, so DESCRIPTOR(ROWTIME) works on them (the REPL's SOURCE_SQL_STREAM_001).
+    rowtime_sources: bool = False
     # Reference tables (``--reference NAME=URI``, or a --source that a program only joins):
     # name -> schema, None if the name is no reference table.
     reference: SchemaResolver | None = None
@@ -252,7 +257,7 @@ class _Planner:
         self.single_result = len(bare) == 1
         for stmt in statements:
             self._statement(stmt)
-        if not self.outputs:
+        if not self.outputs and not self.options.allow_no_outputs:
             raise PlanError("the program produces nothing: add a SELECT or an INSERT INTO", 1, 1)
         sources = [k for k in self.streams if k in self.read and k not in self.producers]
         if self.kda:  # a stream that other pumps read is written out only when a sink is named for it
@@ -648,7 +653,7 @@ class _Planner:
 
     def _source_def(self, name: str, schema: pa.Schema) -> StreamDef:
         """A stream read from outside whose columns come from its source (discovered or given)."""
-        if not self.kda:
+        if not (self.kda or self.options.rowtime_sources):
             return StreamDef(name, name.lower(), schema, declared=False)
         # KDA's input stream: the record's columns, then ROWTIME (stamped at ingestion) and
         # APPROXIMATE_ARRIVAL_TIME (the source's, when it has one)
