@@ -184,10 +184,9 @@ class StreamJoinOperator:
         at = np.searchsorted(t, times, side="right") - 1
         return np.where(at >= 0, pos[np.maximum(at, 0)], pos[0] - 1).astype(np.int64)
 
-    def _side_table(self, side: int, due: np.ndarray, only: np.ndarray | None = None) -> pa.Table:
+    def _side_table(self, side: int, due: np.ndarray) -> pa.Table:
         buf = self.buffers[side]
-        flags = due if only is None else due & only
-        table = buf.append_column("__due", pa.array(flags))
+        table = buf.append_column("__due", pa.array(due))
         t = buf["__t"].to_numpy(zero_copy_only=False)
         for other in (0, 1):
             if self.spec.windows[other][0] == "rows":
@@ -198,34 +197,44 @@ class StreamJoinOperator:
         return table
 
     def _match(self, due: list[np.ndarray], errors: list[pa.Table]) -> pa.Table:
-        """Pairs (``__ia``, ``__ib``) whose later row is one of the ``due`` rows."""
-        candidates = [np.nonzero(d)[0] for d in due]
-        found: list[pa.Table] = []
+        """Pairs (``__ia``, ``__ib``) whose later row is one of the ``due`` rows.
 
-        def attempt(picks: list[np.ndarray]) -> None:
-            only = []
-            for side in (0, 1):
-                mask = np.zeros(self.buffers[side].num_rows, dtype=bool)
-                mask[picks[side]] = True
-                only.append(mask)
-            tables = {TABLES[s]: self._side_table(s, due[s], only[s]) for s in (0, 1)}
-            try:
-                found.append(run(self.con, self.spec.match_sql, **tables))
-                return
-            except DATA_ERRORS as err:
-                total = len(picks[0]) + len(picks[1])
-                if total == 1:
-                    side = 0 if len(picks[0]) else 1
-                    row = self.buffers[side].take(pa.array(picks[side]))
-                    errors.append(self._row_error(side, row, str(err).split("\n")[0]))
-                    return
-            flat = [(s, i) for s in (0, 1) for i in picks[s]]
-            half = len(flat) // 2
-            for part in (flat[:half], flat[half:]):
-                attempt([np.array([i for s, i in part if s == side], dtype=np.int64) for side in (0, 1)])
-
-        attempt(candidates)
+        When the join condition fails on some pair (a division by zero), the pairs the windows
+        allow are checked one group at a time, and each pair whose condition cannot be
+        evaluated becomes an ``eval`` error row.
+        """
+        tables = {TABLES[s]: self._side_table(s, due[s]) for s in (0, 1)}
+        try:
+            return run(self.con, self.spec.match_sql, **tables)
+        except DATA_ERRORS:
+            pass
+        candidates = run(self.con, self.spec.candidates_sql, **tables)
+        for name, table in tables.items():
+            self.con.register(name, table)
+        try:
+            found: list[pa.Table] = []
+            self._check_part(candidates, found, errors)
+        finally:
+            for name in tables:
+                self.con.unregister(name)
         return pa.concat_tables(found) if found else _no_pairs()
+
+    def _check_part(self, candidates: pa.Table, found: list[pa.Table], errors: list[pa.Table]) -> None:
+        try:
+            checked = run(self.con, self.spec.condition_sql, __jc=candidates)
+            found.append(checked.filter(pc.fill_null(checked["__ok"], False)).select(["__ia", "__ib"]))
+            return
+        except DATA_ERRORS as err:
+            if candidates.num_rows == 1:
+                ia, ib = candidates["__ia"][0].as_py(), candidates["__ib"][0].as_py()
+                ids = np.array([ia], dtype=np.int64), np.array([ib], dtype=np.int64)
+                rowtime = int(max(self._lookup(0, ids[0], "__t")[0], self._lookup(1, ids[1], "__t")[0]))
+                jp = _jp_table([ia], [ib], [rowtime], [int(self._lookup(0, ids[0], "__seq")[0])], [0])
+                errors.append(self._pair_error(jp, str(err).split("\n")[0], "the join condition"))
+                return
+        half = candidates.num_rows // 2
+        self._check_part(candidates.slice(0, half), found, errors)
+        self._check_part(candidates.slice(half), found, errors)
 
     def _final(self, side: int, frontier: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows no later row can match, the time each left its window)."""
@@ -306,18 +315,7 @@ class StreamJoinOperator:
         self._project_part(jp.slice(half), outs, errors)
 
     # ------------------------------------------------------------------ errors
-    def _row_error(self, side: int, row: pa.Table, message: str) -> pa.Table:
-        names = self.spec.side_schemas[side].names
-        return error_rows(
-            row.select(names),
-            stream=self.spec.sources[side],
-            step_id=self.step_id,
-            reason="eval",
-            messages=f"the join condition could not be evaluated for this row: {message}",
-            event_times=row["__t"].cast(pa.timestamp("us")),
-        )
-
-    def _pair_error(self, jp: pa.Table, message: str) -> pa.Table:
+    def _pair_error(self, jp: pa.Table, message: str, what: str = "a joined row") -> pa.Table:
         record: dict[str, Any] = {}
         side_of_seq = 0
         for side, column in ((0, "__ia"), (1, "__ib")):
@@ -337,7 +335,7 @@ class StreamJoinOperator:
                 "stream": [stream],
                 "step_id": [self.step_id],
                 "reason": ["eval"],
-                "message": [f"a joined row could not be computed: {message}"],
+                "message": [f"{what} could not be computed: {message}"],
                 "payload": pa.array([payload], pa.large_binary()),
                 "source_offset": [f"{stream}:{seq}"],
                 "event_time": pa.array([jp["__rt"][0].as_py()], pa.int64()).cast(pa.timestamp("us")),

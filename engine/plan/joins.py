@@ -159,7 +159,14 @@ def plan_stream_join(
         for t, schema in zip(("__ja", "__jb"), side_schemas)
     }
     match_sql = _match_sql(on, left, right, windows_)
-    planner._dry(match_sql, buffers, on if on is not None else join)
+    planner._dry(match_sql, buffers, on)
+    a, b = _q(left.alias), _q(right.alias)
+    condition_sql = (
+        f'SELECT "__jc"."__ia", "__jc"."__ib", ({_sql(on)}) AS "__ok" FROM __jc '
+        f'JOIN __ja AS {a} ON {a}.__id = "__jc"."__ia" JOIN __jb AS {b} ON {b}.__id = "__jc"."__ib"'
+    )
+    pairs = pa.schema([("__ia", pa.int64()), ("__ib", pa.int64())])
+    planner._dry(condition_sql, {"__jc": pairs, **buffers}, on)
     project_sql = _project_sql(select, left, right, using)
     schema = planner._dry(project_sql, {"__jp": PAIRS_SCHEMA, **buffers}, select)
     spec = StreamJoinSpec(
@@ -173,6 +180,8 @@ def plan_stream_join(
         sources=(planner._origin(left.stream.key), planner._origin(right.stream.key)),
         match_sql=match_sql,
         project_sql=project_sql,
+        candidates_sql=_match_sql(exp.true(), left, right, windows_),
+        condition_sql=condition_sql,
     )
     return spec, schema
 
@@ -308,7 +317,8 @@ def _condition(join: exp.Join, using: list[str], left: _Side, right: _Side) -> e
         return cond
     if on is not None:
         return _qualify(on.copy(), left, right)
-    if kind == "CROSS" or not (join.side or kind):  # CROSS JOIN or a comma
+    comma = not (join.side or kind) and "pivots" not in join.args  # sqlglot parses JOIN (not ,) with pivots
+    if kind == "CROSS" or comma:
         return exp.true()
     raise _err(join, "a join needs ON or USING", hint="CROSS JOIN pairs every row with every row in the windows")
 

@@ -260,6 +260,8 @@ class StreamJoinSpec(OperatorSpec):
     sources: tuple[str, str] = ("", "")  # each side's source stream name, for error rows
     match_sql: str = ""
     project_sql: str = ""
+    candidates_sql: str = ""  # match_sql without the ON condition (when evaluating it fails)
+    condition_sql: str = ""  # the ON condition over candidate pairs (``__jc``), one pair at a time
 
     def sql_parts(self) -> list[tuple[str, str]]:
         return [("pairs whose later row is due", self.match_sql), ("output rows", self.project_sql)]

@@ -130,8 +130,8 @@ def test_reload_takes_effect_from_the_next_batch_and_a_bad_version_keeps_the_old
 @pytest.mark.parametrize(
     ("sql", "message"),
     [
-        ("SELECT * FROM trades t JOIN rates r ON t.sym = r.sym", "3:29: only reference tables can be joined"),
-        ("SELECT * FROM trades t JOIN trades u ON t.sym = u.sym", "3:29: only reference tables can be joined"),
+        ("SELECT * FROM trades t JOIN rates r ON t.sym = r.sym", '3:29: unknown stream "rates"'),
+        ("SELECT * FROM trades t JOIN trades u ON t.sym = u.sym", "3:24: a join of two streams needs a window"),
         ("SELECT sym FROM trades t RIGHT JOIN companies c ON t.sym = c.ticker", "RIGHT JOIN with a reference table"),
         ("SELECT sym FROM trades t JOIN companies c ON t.sym = c.nope", 'unknown column "nope"'),
         ("SELECT sym FROM trades t JOIN companies c ON t.sym = x.ticker", 'unknown table or alias "x"'),
