@@ -45,7 +45,6 @@ from engine.plan.planner import (
     _sql,
     _unqualify,
     interval_us,
-    is_aggregate,
 )
 from engine.types import SEQ_COL, WM_COL
 
@@ -149,7 +148,7 @@ def plan_over(
             orders.append(_order_column(order))
         partition = list(source.args.get("partition_by") or [])
         for p in partition:
-            bad = p.find(exp.Window) or next((n for n in p.walk() if is_aggregate(n)), None)
+            bad = p.find(exp.Window) or next((n for n in p.walk() if _is_aggregate_call(n)), None)
             if bad is not None:
                 raise _err(p, "PARTITION BY takes row expressions, not aggregates or windows")
         key = (kind, size, tuple(_sql(p) for p in partition))
@@ -222,9 +221,6 @@ def plan_over(
 # ---------------------------------------------------------------------------------- checks
 def _refuse_mixtures(planner: _Planner, select: exp.Select, stream: StreamDef, emit: str, tvf: exp.Expr | None) -> None:
     calls = _calls(select)
-    if not calls:
-        named = select.args.get("windows") or [select]
-        raise _err(named[0], "this WINDOW is defined but no OVER uses it")
     for node in select.find_all(exp.Window):
         if not node.args.get("over"):
             continue
@@ -239,6 +235,9 @@ def _refuse_mixtures(planner: _Planner, select: exp.Select, stream: StreamDef, e
             if isinstance(parent, exp.Window) and parent.args.get("over"):
                 raise _err(node, "an OVER window cannot be nested inside another")
             parent = parent.parent
+    if not calls:
+        named = select.args.get("windows") or [select]
+        raise _err(named[0], "this WINDOW is defined but no OVER uses it")
     if tvf is not None:
         raise _err(calls[0], "OVER windows cannot be combined with a window table function")
     group = select.args.get("group")
@@ -250,7 +249,7 @@ def _refuse_mixtures(planner: _Planner, select: exp.Select, stream: StreamDef, e
         )
     for item in select.expressions:
         for node in item.walk():
-            if not (is_aggregate(node) or isinstance(node, exp.AggFunc)) or _inside_subquery(node, select):
+            if not _is_aggregate_call(node) or _inside_subquery(node, select):
                 continue
             if not any(isinstance(a, exp.Window) and a.args.get("over") for a in _ancestors(node, item)):
                 raise _err(
@@ -267,6 +266,13 @@ def _refuse_mixtures(planner: _Planner, select: exp.Select, stream: StreamDef, e
             "OVER windows over it are not supported",
             hint="use OVER on the source stream directly",
         )
+
+
+def _is_aggregate_call(node: exp.Expr) -> bool:
+    """An aggregate call, wherever it is (``is_aggregate`` leaves out those directly under OVER)."""
+    return isinstance(node, exp.AggFunc) or (
+        isinstance(node, exp.Anonymous) and node.name.lower() in _duckdb_aggregates()
+    )
 
 
 def _ancestors(node: exp.Expr, root: exp.Expr) -> list[exp.Expr]:
@@ -341,6 +347,7 @@ def _frame(node: exp.Expr) -> tuple[str, int]:
     if "FOLLOWING" in sides:
         raise _err(where, "a sliding window cannot reach FOLLOWING rows", hint="end the window at the current row")
     if end is not None and not (isinstance(end, str) and end.upper() == "CURRENT ROW"):
+        where = end if isinstance(end, exp.Expr) else where
         raise _err(where, "a sliding window must end at the current row", hint="write ... PRECEDING AND CURRENT ROW")
     if isinstance(start, str) and start.upper() == "CURRENT ROW":
         return kind.lower(), 0
