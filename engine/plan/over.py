@@ -566,7 +566,11 @@ def _lower_value(value: exp.Expr, low: _Lowering) -> exp.Expr:
 
 
 def _window_sql(windows: list[_Window], calls: list[_Call]) -> str:
-    """Over ``__h``: window positions (``__k``), then the functions' results (``__w``)."""
+    """Over ``__h``: window positions (``__k``), then the functions' results (``__w``).
+
+    When every window is partitioned, only the kept rows of partitions with a row being emitted
+    take part (a window never reaches into another partition).
+    """
     stage0: list[str] = []
     for w in windows:
         j, part = w.index, (f"PARTITION BY {', '.join(_q(c) for c in w.cols)} " if w.cols else "")
@@ -615,7 +619,16 @@ def _window_sql(windows: list[_Window], calls: list[_Call]) -> str:
             final.append(f'CASE WHEN {c.n} <= {inside} THEN {lag} ELSE {c.default} END AS "__w{m}"')
     s1 = f"SELECT *{''.join(', ' + a for a in aux)} FROM __s0"
     s2 = f"SELECT *{''.join(', ' + f for f in final)} FROM __s1"
-    return f"WITH __s0 AS (SELECT *, {', '.join(stage0)} FROM __h), __s1 AS ({s1}) {s2}"
+    source = "__h"
+    if all(w.cols for w in windows):  # only the partitions that have a row being emitted
+        touched = [
+            "EXISTS (SELECT 1 FROM __h AS __n WHERE __n.__new AND "
+            + " AND ".join(f"__n.{_q(c)} IS NOT DISTINCT FROM __h.{_q(c)}" for c in w.cols)
+            + ")"
+            for w in windows
+        ]
+        source = f"(SELECT * FROM __h WHERE __new OR {' OR '.join(touched)}) AS __h"
+    return f"WITH __s0 AS (SELECT *, {', '.join(stage0)} FROM {source}), __s1 AS ({s1}) {s2}"
 
 
 def _is_star(e: exp.Expr) -> bool:
