@@ -570,7 +570,8 @@ class _Planner:
             if query.args.get("distinct"):
                 raise _err(query, "UNION (distinct) is not supported on streams; use UNION ALL")
             self._query_into(query.left, name, False, where_node, scope)
-            self._query_into(query.right, name, False, where_node, scope)
+            branch = self._query_into(query.right, f"{name}/union#{len(self.operators) + 1}", True, where_node, scope)
+            self._union_into(branch, key, query.right)
             return key
         if isinstance(query, exp.Subquery):
             return self._query_into(query.this, name, declare, where_node, scope)
@@ -600,6 +601,43 @@ class _Planner:
             )
         self._add(spec, key)
         return key
+
+    def _rename(self, key: str, names: list[str], node: exp.Expr) -> str:
+        """``key``'s columns under ``names``, by position (a derived table's column list); KDA's
+        ROWTIME keeps its name and does not count."""
+        stream = self.streams[key]
+        fields = [f for f in stream.schema if not f.name.startswith("__")]
+        kept = [f for f in fields if self.kda and f.name == kda.ROWTIME]
+        fields = [f for f in fields if f not in kept]
+        if len(names) != len(fields):
+            raise _err(node, f"the column list names {len(names)} columns but the query gives {len(fields)}")
+        items = [f"{_q(f.name)} AS {_q(n)}" for f, n in zip(fields, names)] + [_q(f.name) for f in kept]
+        sql = f"SELECT {', '.join(items)}, {HIDDEN} FROM __input"
+        schema = self._dry(sql, {"__input": self._input_schema(stream)}, node)
+        out = f"{stream.name}/as"
+        self.streams[out.lower()] = StreamDef(out, out.lower(), _visible_schema(schema), declared=False, derived=True)
+        mapping = {n.lower(): (key, f.name) for f, n in zip(fields, names)}
+        self.lineage.setdefault(out.lower(), []).append({**mapping, **{f.name.lower(): (key, f.name) for f in kept}})
+        self._add(StatelessSpec(self._step_id(f"{out}/rename"), key, out.lower(), sql=sql), out.lower())
+        return out.lower()
+
+    def _union_into(self, branch: str, key: str, node: exp.Expr) -> None:
+        """A later UNION ALL branch joins the first one's stream: columns by position, under the
+        first branch's names and types (as SQL's UNION does)."""
+        first = [f for f in self.streams[key].schema if not f.name.startswith("__")]
+        mine = [f for f in self.streams[branch].schema if not f.name.startswith("__")]
+        if len(first) != len(mine):
+            raise _err(node, f"the branches of UNION ALL have {len(first)} and {len(mine)} columns")
+        items = [
+            f"{_q(src.name)} AS {_q(dst.name)}"
+            if src.type == dst.type
+            else f"CAST({_q(src.name)} AS {sql_type_name(dst.type)}) AS {_q(dst.name)}"
+            for src, dst in zip(mine, first)
+        ]
+        sql = f"SELECT {', '.join(items)}, {HIDDEN} FROM __input"
+        self._dry(sql, {"__input": self._input_schema(self.streams[branch])}, node)
+        self.lineage.setdefault(key, []).append({d.name.lower(): (branch, s.name) for s, d in zip(mine, first)})
+        self._add(StatelessSpec(self._step_id(f"{self.streams[key].name}/union"), branch, key, sql=sql), key)
 
     def _sort(self, inner: str, name: str, size_us: int, order: list[exp.Expr]) -> str:
         """A step that holds ``inner``'s rows until their ROWTIME bucket closes, then emits them
@@ -694,6 +732,9 @@ class _Planner:
             sub_key = self._query_into(source.this, sub_name, True, source, scope)
             stream = self.streams[sub_key]
             alias = source.alias or sub_name
+            table_alias = source.args.get("alias")
+            if table_alias is not None and table_alias.columns:  # FROM (...) AS t(a, b, c)
+                sub_key = self._rename(sub_key, [c.name for c in table_alias.columns], table_alias)
         elif isinstance(source, exp.Table):
             stream = self._source(source, scope)
             alias = source.alias or source.name
