@@ -116,8 +116,10 @@ class _Lowering:
 
 
 def uses_over(select: exp.Select) -> bool:
-    """Whether ``select`` itself (not a subquery in it) has an ``OVER`` or a ``WINDOW`` clause."""
-    return any(not _inside_subquery(w, select) for w in select.find_all(exp.Window))
+    """Whether ``select`` itself has an ``OVER`` or a ``WINDOW`` clause (not a subquery in it, nor
+    its FROM, where ``s OVER (...)`` is a join's window)."""
+    from_ = select.args.get("from_") or select.args.get("from")
+    return any(not _inside_subquery(w, select) and not _inside(w, from_) for w in select.find_all(exp.Window))
 
 
 def plan_over(
