@@ -345,9 +345,9 @@ def _group_by_rowtime(select: exp.Select, group: exp.Group) -> None:
 
     select.set("expressions", [e.transform(bucket_to_start) for e in select.expressions])
     for part in ("having", "order"):
-        node = select.args.get(part)
-        if node is not None:
-            select.set(part, node.transform(bucket_to_start))
+        clause = select.args.get(part)
+        if clause is not None:
+            select.set(part, clause.transform(bucket_to_start))
     _window_rowtime(select)
 
 
