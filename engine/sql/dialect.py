@@ -116,6 +116,7 @@ class Duckstream(DuckDB):
 
     class Parser(DuckDB.Parser):  # type: ignore[valid-type,misc]  # sqlglot builds dialect classes dynamically
         FUNC_TOKENS = {*DuckDB.Parser.FUNC_TOKENS, TokenType.SESSION}
+        SUPPORTS_NTH_VALUE_FROM_MODIFIER = True  # KDA's NTH_VALUE(x, n) FROM FIRST | FROM LAST
         FUNCTIONS = {
             **DuckDB.Parser.FUNCTIONS,
             "TABLE": lambda args: exp.TableFromRows(this=seq_get(args, 0)),
