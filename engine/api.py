@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.errors import DuckstreamError, RecordError
 from engine.formats.decode import Decoder
@@ -60,7 +61,9 @@ from engine.plan.logical import Program
 from engine.plan.planner import PlanOptions, SchemaResolver, compile_program
 from engine.runtime.checkpoint import CheckpointStore, program_fingerprint
 from engine.runtime.pipeline import Pipeline, TickResult
-from engine.types import ERROR_SCHEMA, MAX_TIME, RAW_SCHEMA, in_input_order, visible
+from engine.runtime.rowtime import RowtimeStamper
+from engine.sql.kda import ARRIVAL_TIME, ROWTIME
+from engine.types import ERROR_SCHEMA, MAX_TIME, RAW_SCHEMA, SEQ_COL, in_input_order, visible
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,6 +93,7 @@ class CompiledProgram(Program):
 
     _strict: bool
     _max_record_bytes: int
+    _rowtime_from: dict[str, str]  # KDA: input stream key (or "*") -> the field that gives ROWTIME
     _reference_tables: dict[str, pa.Table]
     _store: CheckpointStore | None
     _epoch: int
@@ -113,9 +117,11 @@ class CompiledProgram(Program):
         max_record_bytes: int = 1 << 20,
         references: Mapping[str, pa.Table] | None = None,
         checkpoint_dir: str | Path | None = None,
+        rowtime_from: Mapping[str, str] | None = None,
     ) -> CompiledProgram:
         self = cls(**{f.name: getattr(plan, f.name) for f in dataclasses.fields(Program)})
         self._strict, self._max_record_bytes = strict, max_record_bytes
+        self._rowtime_from = dict(rowtime_from or {})
         self._reference_tables = {}
         for name, table in (references or {}).items():
             self._reference_tables[name.lower()] = table
@@ -185,12 +191,13 @@ class CompiledProgram(Program):
                     schema=RAW_SCHEMA,
                 )
                 rows, errors = session.decoders[key].decode(raw)
+                rows, errors = session.stamp(key, rows, raw, errors)
             else:
                 assert isinstance(data, pa.Table)
                 n = data.num_rows
-                rows, errors = session.decoders[key].conform(
-                    data.append_column("offset", pa.array(range(start, start + n), pa.int64()))
-                )
+                typed = data.append_column("offset", pa.array(range(start, start + n), pa.int64()))
+                rows, errors = session.decoders[key].conform(typed)
+                rows, errors = session.stamp(key, rows, typed, errors)
             if n == 0:
                 return
             if self._strict and errors.num_rows:
@@ -605,19 +612,42 @@ class _Session:
                 self.pipeline.set_reference(key, table)
         self.decoders: dict[str, Decoder] = {}
         self.positions: dict[str, int] = {}
+        self.rowtime: dict[str, RowtimeStamper] = {}  # KDA input streams: ROWTIME stamped on arrival
+        fields: Mapping[str, str] = getattr(program, "_rowtime_from", {})
         for key in program.sources:
             stream = program.streams[key]
             fmt = "csv" if stream.options.get("format", "").lower() == "csv" else "json"
             csv_options: dict[str, Any] = {k: stream.options[k] for k in ("delimiter", "header") if k in stream.options}
+            schema, time_column = stream.schema, stream.time_column
+            if stream.rowtime:
+                plain = pa.schema([f for f in schema if f.name not in (ROWTIME, ARRIVAL_TIME)])
+                field = fields.get(key, fields.get("*"))
+                self.rowtime[key] = RowtimeStamper(stream, field, None, plain, fmt, set())
+                schema, time_column = plain, None
             self.decoders[key] = Decoder(
                 stream.name,
-                stream.schema,
+                schema,
                 fmt,
-                time_column=stream.time_column,
+                time_column=time_column,
                 max_record_bytes=max_record_bytes,
                 csv_options=csv_options or None,
             )
             self.positions[key] = 0
+
+    def stamp(self, key: str, rows: pa.Table, batch: pa.Table, errors: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """KDA: decoded rows with their ROWTIME (and APPROXIMATE_ARRIVAL_TIME), in the stream's
+        column order; rows without a time (``rowtime_from`` field empty) become error rows."""
+        stamper = self.rowtime.get(key)
+        if stamper is None:
+            return rows, errors
+        where = pc.index_in(rows[SEQ_COL], value_set=batch.column("offset"))
+        rows, where, stamped, missing = stamper.stamp(rows, batch, where)
+        schema = self.pipeline.program.streams[key].schema
+        columns = [stamped[f.name] if f.name in stamped else rows[f.name] for f in schema] + [rows[SEQ_COL]]
+        table = pa.table(columns, schema=schema.append(pa.field(SEQ_COL, pa.int64())))
+        if missing is not None:
+            errors = pa.concat_tables([errors, missing])
+        return table, errors
 
 
 def compile(
@@ -631,6 +661,7 @@ def compile(
     checkpoint_dir: str | Path | None = None,
     strict: bool = False,
     max_record_bytes: int = 1 << 20,
+    rowtime_from: str | Mapping[str, str] | None = None,
 ) -> CompiledProgram:
     """Parse, check and plan a program, ready for records to be pushed into it.
 
@@ -645,6 +676,8 @@ def compile(
             checkpoint of the same program, the program resumes from it.
         strict: raise ``RecordError`` at the first bad record instead of making error rows.
         max_record_bytes: longer JSON lines are ``too_large`` errors.
+        rowtime_from: KDA programs: the record field whose time becomes ROWTIME (for every input
+            stream, or ``{stream: field}``); without it, ROWTIME is the time of ``push``.
 
     Returns:
         A ``CompiledProgram`` (an ``engine.Program`` with a live session).
@@ -669,8 +702,14 @@ def compile(
 
     options = PlanOptions(allowed_lateness_us=allowed_lateness_us, reference=reference if refs else None)
     plan = compile_program(sql, path, resolve if (by_name or resolve_schema) else None, options)
+    fields = {"*": rowtime_from} if isinstance(rowtime_from, str) else dict(rowtime_from or {})
     return CompiledProgram._from_plan(
-        plan, strict=strict, max_record_bytes=max_record_bytes, references=refs, checkpoint_dir=checkpoint_dir
+        plan,
+        strict=strict,
+        max_record_bytes=max_record_bytes,
+        references=refs,
+        checkpoint_dir=checkpoint_dir,
+        rowtime_from={k.lower() if k != "*" else k: v for k, v in fields.items()},
     )
 
 

@@ -252,7 +252,7 @@ class _Planner:
         if self.kda:
             statements = kda.prepare(statements).statements
             self.con = connect(integer_division=True)  # 5 / 2 = 2, as in KDA
-        statements = [lower_functions(s) for s in statements]
+        statements = [lower_functions(s, kda=self.kda) for s in statements]
         bare = [s for s in statements if isinstance(s, (exp.Query, Emit))]
         self.single_result = len(bare) == 1
         for stmt in statements:

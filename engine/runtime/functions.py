@@ -47,7 +47,7 @@ CREATE MACRO kda_regex_replace(s, pattern, repl, start, occurrence) AS
 CREATE MACRO kda_similar_regex(p) AS
     replace(replace(regexp_replace(p, '([.^$\\])', '\\\1', 'g'), '%', '.*'), '_', '.');
 CREATE MACRO kda_now() AS make_timestamp(epoch_us(now()));
-CREATE MACRO kda_extract_second(x) AS CAST(date_part('millisecond', x) / 1000 AS DECIMAL(5, 3));
+CREATE MACRO kda_extract_second(x) AS CAST(date_part('millisecond', x) / 1000.0 AS DECIMAL(5, 3));
 CREATE MACRO kda_tsdiff(a TIMESTAMP, b TIMESTAMP) AS epoch_ms(b) - epoch_ms(a),
     (a BIGINT, b BIGINT) AS b - a;
 CREATE MACRO kda_to_timestamp(ms) AS make_timestamp(CAST(ms AS BIGINT) * 1000);

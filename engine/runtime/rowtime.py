@@ -34,7 +34,7 @@ class RowtimeStamper:
         self,
         stream: StreamDef,
         field: str | None,
-        source: Any,
+        source: Any | None,
         payload: pa.Schema,
         fmt: str,
         supplied: set[str],
@@ -44,7 +44,8 @@ class RowtimeStamper:
         Args:
             stream: the source stream (its schema holds ROWTIME).
             field: ``--rowtime-from``: the record field holding the time, or None for arrival time.
-            source: the bound source (raw records, or typed batches like the demo's).
+            source: the bound source (raw records, or typed batches like the demo's); None when
+                rows come through the Python API.
             payload: the columns the decoder reads from each record.
             fmt: the record format (for reading ``field`` when no column maps it).
             supplied: columns the source supplies itself (Kinesis's APPROXIMATE_ARRIVAL_TIME).
@@ -54,6 +55,8 @@ class RowtimeStamper:
         """
         self.stream = stream.name
         self.field = field
+        self.fmt = fmt
+        self.csv_options = getattr(source, "csv_options", None) if source is not None else None
         self.last = MIN_TIME
         self.columns = [c for c in (ROWTIME, ARRIVAL_TIME) if c in stream.schema.names and c not in supplied]
         self._payload_column: str | None = None
@@ -67,21 +70,10 @@ class RowtimeStamper:
             if not (pa.types.is_timestamp(kind) or pa.types.is_integer(kind) or pa.types.is_string(kind)):
                 raise ConnectorError(f"column {match.name} of {stream.name} is not a time", where=where)
             self._payload_column = match.name
-        elif source.kind != "raw":
-            names = source.schema().names if hasattr(source, "schema") and source.schema() is not None else []
-            found = next((n for n in names if n.lower() == field.lower()), None)
-            if found is None:
+        elif source is not None and source.kind != "raw":
+            names = source.schema().names if source.schema() is not None else []
+            if not any(n.lower() == field.lower() for n in names):
                 raise ConnectorError(f"{stream.name} has no field {field!r}", where=where)
-            self._payload_column = found
-        else:
-            from engine.formats.decode import Decoder
-
-            self._reader = Decoder(
-                stream.name,
-                pa.schema([pa.field(field, TS_TYPE)]),
-                fmt,
-                csv_options=getattr(source, "csv_options", None),
-            )
 
     def restore(self, last: int) -> None:
         """Continue after a checkpoint whose rows reached ``last`` (the source clock's maximum)."""
@@ -120,15 +112,25 @@ class RowtimeStamper:
     def _times(self, rows: pa.Table, batch: pa.RecordBatch | pa.Table, where: pa.Array) -> pa.Array:
         if self.field is None:
             names = batch.schema.names
-            if "arrival_time" in names:
-                return batch.column("arrival_time").take(where).cast(TS_TYPE)
             from engine.formats.timestamps import now_us
 
+            now = pa.scalar(now_us(), pa.int64()).cast(TS_TYPE)
+            if "arrival_time" in names:  # when the source got the record (unknown: now)
+                return pc.fill_null(batch.column("arrival_time").take(where).cast(TS_TYPE), now)
             return pa.array(np.full(rows.num_rows, now_us(), dtype=np.int64), TS_TYPE)
         if self._payload_column is not None and self._payload_column in rows.column_names:
             return _as_time(rows[self._payload_column])
-        if self._payload_column is not None:  # a typed source's column the stream does not declare
-            return _as_time(batch.column(self._payload_column).take(where))
+        names = batch.schema.names
+        found = next((n for n in names if n.lower() == self.field.lower() and n != "payload"), None)
+        if found is not None:  # typed rows (the demo, Arrow pushed through the API): a column of theirs
+            return _as_time(batch.column(found).take(where))
+        if "payload" not in names:
+            return pa.nulls(rows.num_rows, TS_TYPE)
+        if self._reader is None:
+            from engine.formats.decode import Decoder
+
+            schema = pa.schema([pa.field(self.field, TS_TYPE)])
+            self._reader = Decoder(self.stream, schema, self.fmt, csv_options=self.csv_options)
         side, _ = self._reader.decode(batch)
         at = pc.index_in(rows[SEQ_COL], value_set=side[SEQ_COL])
         return side.column(0).take(at).cast(TS_TYPE)

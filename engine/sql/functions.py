@@ -46,25 +46,30 @@ UNSUPPORTED_TABLE_FUNCTIONS = (
     "COUNT_DISTINCT_ITEMS_TUMBLING",
     "GROUP_RANK",
 )
+    Functions DuckDB does not have are KDA's in every program; where KDA and DuckDB give the same
+    name different meanings (``SUBSTRING`` with a start below 1, ``SIMILAR TO``, one-argument
+    ``TO_TIMESTAMP``, ``EXTRACT(SECOND ...)``, ``CAST`` to a too-short ``VARCHAR(n)``), KDA's
+    meaning holds only in a KDA program (``kda``), DuckDB's elsewhere.
 
 
-def lower_functions(tree: exp.Expr) -> exp.Expr:
+
+def lower_functions(tree: exp.Expr, kda: bool = True) -> exp.Expr:
     """Rewrite KDA function calls in ``tree`` (a statement) into DuckDB SQL; returns a new tree.
 
     Raises ``PlanError`` (with line:column) for a bad literal pattern or an unsupported function.
     """
     tree = tree.copy()
     keep = _window_keys(tree)
-    return _rewrite(tree, keep)
+    return _rewrite(tree, keep, kda)
 
 
-def _rewrite(node: exp.Expr, keep: set[int]) -> exp.Expr:
+def _rewrite(node: exp.Expr, keep: set[int], kda: bool) -> exp.Expr:
     for key, value in list(node.args.items()):
         if isinstance(value, exp.Expr):
-            node.set(key, _rewrite(value, keep))
+            node.set(key, _rewrite(value, keep, kda))
         elif isinstance(value, list):
-            node.set(key, [_rewrite(v, keep) if isinstance(v, exp.Expr) else v for v in value])
-    if id(node) in keep:
+            node.set(key, [_rewrite(v, keep, kda) if isinstance(v, exp.Expr) else v for v in value])
+    if id(node) in keep or (not kda and type(node) in _KDA_ONLY):
         return node
     rule = _RULES.get(type(node))
     if rule is None:
@@ -857,6 +862,8 @@ _CALLS: dict[str, Callable[[exp.Anonymous], exp.Expr]] = {
     "REGEX_LOG_PARSE": _regex_log_parse,
     "FAST_REGEX_LOG_PARSE": _fast_regex_log_parse,
     "W3C_LOG_PARSE": _w3c_log_parse,
+# KDA's meaning of a name DuckDB also has (see lower_functions)
+_KDA_ONLY = frozenset({exp.Substring, exp.SimilarTo, exp.Escape, exp.UnixToTime, exp.Extract, exp.Cast})
     "VARIABLE_COLUMN_LOG_PARSE": _variable_column_log_parse,
     "FIXED_COLUMN_LOG_PARSE": _fixed_column_log_parse,
     "SYS_LOG_PARSE": _sys_log_parse,

@@ -89,9 +89,6 @@ def prepare(statements: list[exp.Expr]) -> KdaProgram:
                 continue
             insert = stmt.expression
             insert.meta["pump"] = name
-            for key in ("line", "col", "start", "end"):
-                if key in stmt.meta:
-                    insert.meta.setdefault(key, stmt.meta[key])
             stmt = insert
         _check_names(stmt)
         for select in reversed(list(stmt.find_all(exp.Select))):  # inner queries first

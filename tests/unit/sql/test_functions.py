@@ -28,25 +28,44 @@ from engine.sql.parse import parse_program
 APACHE = '127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326'
 
 
-def _run(columns: str, select: str, rows: list[dict[str, Any]], tail: str = "FROM t") -> list[dict[str, Any]]:
-    program = engine.compile(f"CREATE TABLE t ({columns});\nSELECT {select}\n{tail};")
+def _program(columns: str, select: str, tail: str, kda: bool) -> engine.Program:
+    """A one-query program; ``kda``: a KDA SQL program (SELECT STREAM), where KDA's meaning of a
+    name DuckDB also has (SUBSTRING, SIMILAR TO, TO_TIMESTAMP, EXTRACT, CAST) holds."""
+    if kda:
+        return engine.compile(f"CREATE STREAM t ({columns});\nSELECT STREAM {select}\n{tail};")
+    return engine.compile(f"CREATE TABLE t ({columns});\nSELECT {select}\n{tail};")
+
+
+def _plain(rows: list[dict[str, Any]], kda: bool) -> list[dict[str, Any]]:
+    """KDA results with the lower-case names the tests use and without the ROWTIME of each row."""
+    if not kda:
+        return rows
+    return [{k.lower(): v for k, v in r.items() if k != "ROWTIME"} for r in rows]
+
+
+def _run(
+    columns: str, select: str, rows: list[dict[str, Any]], tail: str = "FROM t", kda: bool = False
+) -> list[dict[str, Any]]:
+    program = _program(columns, select, tail, kda)
     program.push("t", rows)
     program.flush()
-    return program.poll("result").to_pylist()
+    return _plain(program.poll("result").to_pylist(), kda)
 
 
-def _one(columns: str, select: str, row: dict[str, Any]) -> dict[str, Any]:
-    out = _run(columns, select, [row])
+def _one(columns: str, select: str, row: dict[str, Any], kda: bool = False) -> dict[str, Any]:
+    out = _run(columns, select, [row], kda=kda)
     assert len(out) == 1
     return out[0]
 
 
-def _errors(columns: str, select: str, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    program = engine.compile(f"CREATE TABLE t ({columns});\nSELECT {select}\nFROM t;")
+def _errors(
+    columns: str, select: str, rows: list[dict[str, Any]], kda: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
+    program = _program(columns, select, "FROM t", kda)
     program.push("t", rows)
     program.flush()
     errors = program.poll_errors().to_pylist()
-    return program.poll("result").to_pylist(), [f"{e['reason']}:{e['message']}" for e in errors]
+    return _plain(program.poll("result").to_pylist(), kda), [f"{e['reason']}:{e['message']}" for e in errors]
 
 
 def _plan_error(sql: str) -> SqlError:
@@ -147,6 +166,7 @@ def test_substring_forms() -> None:
         " SUBSTRING(s FROM 0 FOR 3) AS d, SUBSTRING(s FROM -1 FOR 3) AS e, SUBSTRING(s FROM 20 FOR 2) AS f,"
         " SUBSTRING(s FROM '[0-9]+') AS g, SUBSTRING(s FROM 'z+') AS h",
         {"s": "abc123def"},
+        kda=True,
     )
     assert row == {
         "a": "bc1",
@@ -162,7 +182,7 @@ def test_substring_forms() -> None:
 
 def test_substring_negative_length_is_an_error_row() -> None:
     out, errors = _errors(
-        "s VARCHAR, n INT", "SUBSTRING(s FROM 1 FOR n) AS x", [{"s": "abc", "n": -1}, {"s": "abc", "n": 2}]
+        "s VARCHAR, n INT", "SUBSTRING(s FROM 1 FOR n) AS x", [{"s": "abc", "n": -1}, {"s": "abc", "n": 2}], kda=True
     )
     assert out == [{"x": "ab"}]
     assert len(errors) == 1 and "negative length" in errors[0]
@@ -232,6 +252,7 @@ def test_like_and_similar_to() -> None:
         " s SIMILAR TO '[A-Z]{6}' AS six, s SIMILAR TO 'ENERG_|TECH%' AS alt, s SIMILAR TO '50#%#_%' ESCAPE '#' AS esc,"
         " s NOT SIMILAR TO '%Y' AS not_y, s LIKE 'E%' AS e",
         rows,
+        kda=True,
     )
     by = {r["s"]: r for r in out}
     assert [by[s]["tech"] for s in ("TECHNOLOGY", "ENERGY", "50%_OFF", "abcabc")] == [True, False, False, False]
@@ -265,6 +286,7 @@ def test_tsdiff_unix_timestamp_to_timestamp() -> None:
         "TSDIFF(a, b) AS d, TSDIFF(ms, ms + 250) AS dn, TSDIFF(a, CAST(NULL AS TIMESTAMP)) AS dnull,"
         " UNIX_TIMESTAMP(a) AS u, TO_TIMESTAMP(ms) AS back",
         {"a": "2024-05-01T13:00:00Z", "b": "2024-05-01T13:00:01.500Z", "ms": 1714568400123},
+        kda=True,
     )
     assert row == {
         "d": 1500,
@@ -281,6 +303,7 @@ def test_extract_fields() -> None:
         "EXTRACT(YEAR FROM ts) AS y, EXTRACT(MONTH FROM ts) AS mo, EXTRACT(DAY FROM ts) AS d,"
         " EXTRACT(HOUR FROM ts) AS h, EXTRACT(MINUTE FROM ts) AS mi, EXTRACT(SECOND FROM ts) AS s",
         {"ts": "2024-05-01T13:48:23.456Z"},
+        kda=True,
     )
     assert row == {"y": 2024, "mo": 5, "d": 1, "h": 13, "mi": 48, "s": Decimal("23.456")}
 
@@ -433,6 +456,7 @@ def test_cast_to_kda_types() -> None:
         "CAST(s AS VARCHAR(4)) AS v, CAST(x AS REAL) AS r, CAST(x AS DOUBLE) AS d, CAST(x AS DECIMAL(5,2)) AS dec,"
         " CAST(x AS INTEGER) AS i, CAST('2024-05-01 10:00:00' AS TIMESTAMP) AS ts",
         [{"s": "abcd", "x": 2.75}, {"s": "abcde", "x": 1.0}],
+        kda=True,
     )
     assert out == [
         {"v": "abcd", "r": 2.75, "d": 2.75, "dec": Decimal("2.75"), "i": 3, "ts": datetime(2024, 5, 1, 10)},
