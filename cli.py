@@ -780,6 +780,10 @@ def repl(
     ] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="Run the statements of this file and exit.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before STOP and DROP.")] = False,
+    rowtime_from: Annotated[
+        list[str] | None,
+        typer.Option("--rowtime-from", help="[STREAM=]FIELD: a record's time field is its ROWTIME (replays of files)."),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """An interactive SQL shell: live queries over --source streams (unnamed: SOURCE_SQL_STREAM_001)."""
@@ -788,7 +792,7 @@ def repl(
     def body() -> None:
         from engine.repl import main as repl_main
 
-        code[0] = repl_main(source or [], execute, file, yes=yes, debug=debug)
+        code[0] = repl_main(source or [], execute, file, yes=yes, debug=debug, rowtime_from=rowtime_from or [])
 
     _guard(debug, body)
     if code[0]:

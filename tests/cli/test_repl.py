@@ -10,11 +10,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from engine.repl import is_complete, split_statements
-
-pexpect = pytest.importorskip("pexpect")
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "demo:ticker?rows=500"
@@ -88,7 +87,11 @@ def test_live_query_errors_modes_and_catalog_in_a_terminal(shell: pexpect.spawn,
     shell.expect(r"PRICE" + ANSI + r"\s+" + ANSI + r"DOUBLE")
     shell.expect(PROMPT)
     shell.sendline(".errors 1")
-    shell.expect('"reason": "late"')  # the demo stream has late rows: one command away
+    shell.expect('"ERROR_NAME":"Late_Row"')  # the demo stream has late rows: one command away, in KDA's columns
+    shell.expect(PROMPT)
+    shell.sendline("SELECT ERROR_NAME, REASON FROM error_stream WHERE REASON = 'late';")  # or a query
+    shell.expect(re.escape('{"ERROR_NAME":"Late_Row","REASON":"late"}'))
+    shell.expect(r"done")  # no pump runs: error_stream ends after the rows it keeps
     shell.expect(PROMPT)
 
     shell.sendline(".quit")
@@ -155,7 +158,7 @@ def test_script_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         f'error: {program}:4:8: unknown column "nope" (SOURCE_SQL_STREAM_001 has TICKER_SYMBOL, '
-        "SECTOR, CHANGE, PRICE, VOLUME, EVENT_TIME)"
+        "SECTOR, CHANGE, PRICE, VOLUME, EVENT_TIME, ROWTIME, APPROXIMATE_ARRIVAL_TIME)"
     ]
     assert "EVENT_TIME" in proc.stdout and "TIMESTAMP" in proc.stdout  # the statements after the error ran
 
@@ -217,6 +220,163 @@ def test_drop_asks_and_tab_completes_columns(shell: pexpect.spawn) -> None:
     shell.send("SELECT TICKER_SY\t")  # a column of the discovered source
     shell.sendline(" FROM SOURCE_SQL_STREAM_001 WHERE VOLUME > 2000;")
     shell.expect(r"TICKER_SYMBOL\r\n[A-Z]{2,4}\r\n")  # the CSV header and a row: the name was completed
+    shell.expect(PROMPT)
+    shell.sendline(".quit")
+    shell.expect(pexpect.EOF)
+
+
+DEST = "CREATE OR REPLACE STREAM DEST (ticker_symbol VARCHAR(4), n INTEGER);"
+PUMP = (
+    "CREATE OR REPLACE PUMP P AS INSERT INTO DEST SELECT STREAM ticker_symbol, COUNT(*) FROM SOURCE_SQL_STREAM_001 "
+    "GROUP BY ticker_symbol, STEP(SOURCE_SQL_STREAM_001.ROWTIME BY INTERVAL '10' SECOND);"
+)
+
+
+def _spawn(tmp_path: Path, *sources: str) -> pexpect.spawn:
+    args = ["cli.py", "repl"]
+    for source in sources:
+        args += ["--source", source]
+    child = pexpect.spawn(
+        sys.executable, args, cwd=str(ROOT), env=_env(tmp_path), encoding="utf-8", timeout=20, dimensions=(40, 120)
+    )
+    child.expect(PROMPT)
+    return child
+
+
+def test_rowtime_pumps_in_the_background_and_live_in_app_streams(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(f'{{"sym": "S{i}", "price": {i}}}\n' for i in range(30)), encoding="utf-8")
+    shell = _spawn(tmp_path, SOURCE, f"feed=file:{feed}?follow=true")
+    try:
+        shell.sendline(".mode json")
+        shell.expect(PROMPT)
+        # ROWTIME on the unnamed source: a window table function over it, and KDA SQL
+        shell.sendline(
+            "SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE SOURCE_SQL_STREAM_001, DESCRIPTOR(ROWTIME), "
+            "INTERVAL '10' SECOND)) GROUP BY window_start, window_end;"
+        )
+        shell.expect(re.escape('{"window_start":"2024-05-01T10:00:00Z","n":500}'))
+        shell.expect(PROMPT)
+        shell.sendline(DEST)
+        shell.expect("DEST defined")
+        shell.expect(PROMPT)
+        shell.sendline(PUMP)
+        shell.expect("pump P started")
+        shell.expect(PROMPT)
+        shell.sendline("SELECT STREAM * FROM DEST WHERE N > 60;")  # what the pump wrote (kept), then live ones
+        shell.expect(re.escape('{"TICKER_SYMBOL":"AAPL","N":66}'))
+        shell.expect(PROMPT)
+
+        # a pump over an input that does not end keeps RUNNING; its stream is queried live
+        shell.sendline("CREATE STREAM HOT (sym VARCHAR(8), price DOUBLE);")
+        shell.expect("HOT defined")
+        shell.expect(PROMPT)
+        shell.sendline("CREATE PUMP HOT_PUMP AS INSERT INTO HOT")
+        shell.sendline("  SELECT STREAM sym, price * 10 FROM feed WHERE price > 20;")
+        shell.expect("pump HOT_PUMP started")
+        shell.expect(PROMPT)
+        shell.sendline("SHOW PUMPS;")
+        shell.expect(r"HOT_PUMP" + ANSI + r"\s+" + ANSI + "RUNNING")
+        shell.expect(PROMPT)
+        shell.sendline(".mode table")
+        shell.expect(PROMPT)
+        shell.sendline("SELECT STREAM * FROM HOT;")
+        shell.expect(r"S29\s*" + ANSI + r"│" + ANSI + r"\s*290")  # a row the pump wrote before the query
+        shell.expect("running")
+        with feed.open("a", encoding="utf-8") as f:
+            f.write('{"sym": "NEW", "price": 77}\n')
+        shell.expect(r"NEW\s*" + ANSI + r"│" + ANSI + r"\s*770")  # written after: it arrives live
+        shell.sendintr()
+        shell.expect("stopped")
+        shell.expect(PROMPT)
+        shell.sendline("STOP PUMP HOT_PUMP;")
+        shell.expect(r"stop pump HOT_PUMP\?")
+        shell.send("y")
+        shell.expect("HOT_PUMP stopped")
+        shell.expect(PROMPT)
+        shell.sendline("SHOW PUMPS;")
+        shell.expect(r"HOT_PUMP" + ANSI + r"\s+" + ANSI + "STOPPED")
+        shell.expect(PROMPT)
+        shell.sendline("CREATE PUMP HOT_PUMP AS INSERT INTO HOT SELECT STREAM sym, price FROM feed;")
+        shell.expect(r"error:" + ANSI + r" input:1:1: pump HOT_PUMP exists")  # one line, the shell goes on
+        shell.expect(PROMPT)
+        shell.sendline("DROP PUMP HOT_PUMP;")
+        shell.expect(r"drop pump HOT_PUMP\?")
+        shell.send("y")
+        shell.expect("HOT_PUMP dropped")
+        shell.expect(PROMPT)
+        shell.sendline(".quit")
+        shell.expect(pexpect.EOF)
+    finally:
+        if shell.isalive():
+            shell.terminate(force=True)
+
+
+def test_chart_draws_a_query_column_by_key_live(shell: pexpect.spawn) -> None:
+    shell.sendline(".chart avg_price BY TICKER_SYMBOL")
+    shell.expect("the next query draws avg_price by TICKER_SYMBOL")
+    shell.expect(PROMPT)
+    shell.sendline(
+        "SELECT window_start, TICKER_SYMBOL, AVG(PRICE) AS avg_price FROM TABLE(TUMBLE(TABLE SOURCE_SQL_STREAM_001, "
+        "DESCRIPTOR(EVENT_TIME), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, TICKER_SYMBOL;"
+    )
+    shell.expect("avg_price by TICKER_SYMBOL")  # the title
+    shell.expect(r"\d[\d.]* ┤")  # a y-axis label
+    shell.expect(r"└─+")  # the x axis
+    shell.expect(r"10:00:00\s+10:00:04")  # its first and last window_start
+    shell.expect(r"window_start \(UTC, 2024-05-01\)")
+    shell.expect(r"━━ " + ANSI + r"[A-Z]{2,4}" + ANSI + r"\s+" + ANSI + r"━━ ")  # the legend: a series per ticker
+    shell.expect(r"chart: the first 5 of \d+ series")  # the status line says some were left out
+    shell.expect(PROMPT)
+    shell.sendline(".chart n")  # an unbounded query: Ctrl-C stops it, the last frame stays
+    shell.expect(PROMPT)
+    shell.sendline(
+        "SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE live, DESCRIPTOR(EVENT_TIME), "
+        "INTERVAL '1' SECOND)) GROUP BY window_start, window_end;"
+    )
+    shell.expect(r"━━ " + ANSI + "n")
+    shell.expect("running")
+    shell.sendintr()
+    shell.expect("stopped")
+    shell.expect(PROMPT)
+    shell.sendline(".chart nope")
+    shell.expect(PROMPT)
+    shell.sendline("SELECT PRICE FROM SOURCE_SQL_STREAM_001;")
+    shell.expect(r"error:" + ANSI + r' .chart: the query has no column "nope"')
+    shell.expect(PROMPT)
+    shell.sendline(".quit")
+    shell.expect(pexpect.EOF)
+
+
+def test_changes_mode_shows_each_change_with_its_op(shell: pexpect.spawn) -> None:
+    shell.sendline(".mode changes")
+    shell.expect(PROMPT)
+    shell.sendline("SELECT TICKER_SYMBOL, COUNT(*) AS n FROM live GROUP BY TICKER_SYMBOL EMIT CHANGES;")
+    shell.expect(r"│" + ANSI + r" U " + ANSI + r"\s*│" + ANSI + r" [A-Z]{2,4}")  # an update of a running count
+    shell.expect(r"changes \+ [\d,]+ U [\d,]+")
+    shell.sendintr()
+    shell.expect("stopped")
+    shell.expect(PROMPT)
+    shell.sendline(
+        "SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE SOURCE_SQL_STREAM_001, DESCRIPTOR(EVENT_TIME), "
+        "INTERVAL '1' SECOND)) GROUP BY window_start, window_end;"
+    )
+    shell.expect(r"│" + ANSI + r" \+ " + ANSI + r"\s*│" + ANSI + r" 2024-05-01T10:00:00Z")  # final rows are inserts
+    shell.expect(PROMPT)
+    shell.sendline(".quit")
+    shell.expect(pexpect.EOF)
+
+
+def test_tab_completes_by_context(shell: pexpect.spawn) -> None:
+    shell.send("DESCRIBE li\t")  # after DESCRIBE only streams: "li" is live, not LIKE or LIMIT
+    shell.sendline(";")
+    shell.expect(r"TICKER_SYMBOL" + ANSI + r"\s+" + ANSI + "VARCHAR")
+    shell.expect(PROMPT)
+    shell.sendline(".mode csv")
+    shell.expect(PROMPT)
+    shell.send("SELECT s.TICKER_SYMBOL FROM SOURCE_SQL_STREAM_001 AS s WHERE s.E\t")  # s's columns: EVENT_TIME
+    shell.sendline(" IS NOT NULL AND s.VOLUME > 2000;")
+    shell.expect(r"TICKER_SYMBOL\r\n[A-Z]{2,4}\r\n")  # it ran: the names were completed
     shell.expect(PROMPT)
     shell.sendline(".quit")
     shell.expect(pexpect.EOF)
