@@ -59,7 +59,7 @@ def kda_errors(errors: pa.Table, pumps: dict[str, str]) -> pa.Table:
             "ERROR_LEVEL": pa.array(["ERROR"] * errors.num_rows, pa.string()),
             "ERROR_NAME": pa.array([ERROR_NAMES.get(r or "", r) for r in reasons], pa.string()),
             "MESSAGE": errors["message"],
-            "DATA_ROWTIME": errors["event_time"],
+            "DATA_ROWTIME": _data_rowtimes(errors),
             "DATA_ROW": pa.array([p.hex() if p is not None else None for p in payloads], pa.string()),
             "PUMP_NAME": pa.array([pump_of(s, pumps) for s in errors["step_id"].to_pylist()], pa.string()),
             "REASON": errors["reason"],
@@ -67,6 +67,25 @@ def kda_errors(errors: pa.Table, pumps: dict[str, str]) -> pa.Table:
         },
         schema=KDA_ERROR_SCHEMA,
     )
+
+
+def _data_rowtimes(errors: pa.Table) -> pa.Array:
+    """Each error row's ROWTIME: its event time, else the ROWTIME in its payload when the payload
+    is a row of a KDA stream (errors found after decoding carry the row as JSON)."""
+    import json
+
+    from engine.formats.timestamps import parse_timestamp
+
+    out: list[int | None] = []
+    for when, payload in zip(errors["event_time"].cast(pa.int64()).to_pylist(), errors["payload"].to_pylist()):
+        if when is None and payload:
+            try:
+                text = json.loads(payload).get("ROWTIME")
+                when = parse_timestamp(text) if isinstance(text, str) else None
+            except (ValueError, AttributeError, UnicodeDecodeError):
+                when = None
+        out.append(when)
+    return pa.array(out, pa.int64()).cast(TS_TYPE)
 
 
 class KdaErrorSink:

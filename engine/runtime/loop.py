@@ -189,6 +189,7 @@ class Runner:
         self.reload_failures: list[str] = []
         self.inputs = [_Input(key, sources[key], program, self.options) for key in program.sources]
         self.sinks, self.error_sink, self.on_error = sinks, error_sink, on_error
+        self.optional = {o.stream for o in program.outputs if o.optional}
         self.stats = RunStats()
         self.epoch = Epoch(1)
         self.last_commit = self.options.clock()
@@ -435,6 +436,8 @@ class Runner:
                 self.on_error(table)
         for key, tables in result.outputs.items():
             sink = self.sinks.get(key)
+            if sink is None and key in self.optional:  # KDA: a stream only other pumps read
+                continue
             for table in tables:
                 out = written(self.program, table)
                 self.stats.rows_out[key] += out.num_rows

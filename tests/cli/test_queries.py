@@ -67,3 +67,39 @@ def test_sector_changes_converge_to_the_totals() -> None:
         assert r["op"] in ("insert", "update")
         last[r["sector"]] = r
     assert sum(r["trades"] for r in last.values()) == 5_000
+
+
+KDA_APPS = sorted((Path(__file__).resolve().parents[2] / "queries" / "kda").glob("*.sql"))
+
+
+def _run_command(path: Path) -> list[str]:
+    """The ``-- Run: duckstream run ...`` command in an application's header (with its ``\\``
+    continuation lines), as arguments."""
+    import shlex
+
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("-- Run: duckstream run"))
+    text = lines[start].removeprefix("-- Run:")
+    i = start
+    while text.rstrip().endswith("\\"):
+        i += 1
+        text = text.rstrip()[:-1] + " " + lines[i].removeprefix("--")
+    return shlex.split(text)[1:]  # without "duckstream"
+
+
+def test_there_are_kda_applications() -> None:
+    assert len(KDA_APPS) >= 4
+
+
+@pytest.mark.parametrize("path", KDA_APPS, ids=lambda p: p.stem)
+def test_kda_application_runs_as_its_header_says(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = path.parents[2]
+    monkeypatch.chdir(root)  # the commands name files from the project's root
+    args = [
+        f"error_stream={tmp_path / 'errors.jsonl'}" if a.startswith("error_stream=") else a for a in _run_command(path)
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip().startswith("{")]
+    assert rows, f"{path.name} produced no rows"
+    assert all(key == key.upper() or not key.isascii() for row in rows for key in row), "KDA names are upper case"

@@ -37,7 +37,8 @@ def _project(tmp_path: Path, n: int = 2) -> Path:
 
 def test_the_example_queries_pass() -> None:
     code, out, _ = _invoke(str(ROOT / "queries"))
-    programs = sorted(p.stem for p in (ROOT / "queries").glob("*.sql"))
+    programs = [p.stem for p in (ROOT / "queries").glob("*.sql")]
+    programs = sorted(programs + [f"kda_{p.stem}" for p in (ROOT / "queries" / "kda").glob("*.sql")])
     assert code == 0, out
     passed = sorted(Path(line.split()[1]).stem for line in out.splitlines() if line.startswith("PASS "))
     assert passed == programs  # one case per example program, all passing
