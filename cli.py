@@ -159,6 +159,7 @@ def _compile(
     from connectors import open_source
     from connectors.reference import ReferenceTable
     from engine.formats.discover import discover_schema, with_metadata
+    from engine.formats.kda_schema import discover_untruncated
     from engine.sql import kda
     from engine.sql.parse import parse_program
 
@@ -186,6 +187,10 @@ def _compile(
         schema = source.schema()
         if schema is not None:
             return schema
+        if is_kda and (source.format or "json") == "json":  # KDA's discovery: nested keys flattened, COL_ names
+            found = discover_untruncated(source.sample(SAMPLE_ROWS), f"--source {name}")
+            source.input_schema = found  # type: ignore[attr-defined]  # not part of the Source protocol
+            return with_metadata(found.arrow_schema(), getattr(source, "metadata_schema", None))
         discovered = discover_schema(
             source.sample(SAMPLE_ROWS), source.format or "json", getattr(source, "csv_options", None)
         )

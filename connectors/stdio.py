@@ -241,7 +241,7 @@ class StdoutSink:
                 pa.types.is_integer(field.type) or pa.types.is_floating(field.type) or pa.types.is_decimal(field.type)
             )
             table.add_column(field.name, justify="right" if numeric else "left")
-            columns.append(_display_column(shown.column(field.name)))
+            columns.append(display_column(shown.column(field.name)))
         for row in zip(*columns, strict=True):
             table.add_row(*row)
         if batch.num_rows > shown.num_rows:
@@ -273,7 +273,7 @@ class StdoutSink:
 _NULL = "[dim]NULL[/dim]"
 
 
-def _display_column(column: pa.ChunkedArray | pa.Array) -> list[str]:
+def display_column(column: pa.ChunkedArray | pa.Array) -> list[str]:
     """Cell texts for one column (rich markup: NULL is dimmed, other text is escaped)."""
     from rich.markup import escape
 

@@ -214,16 +214,14 @@ def _input_schema(path: str, line: int, value: str) -> dict[str, Any]:
         raise CaseFormatError(str(err), where=f"{path}:{line}") from None
 
 
-def _with_input_schemas(case: Case, resolve: Any) -> Any:
-    """The planner's schema callback: input schemas first, then ``resolve`` (None or a callback)."""
-    if not case.input_schemas:
-        return resolve
+def _with_input_schemas(schemas: dict[str, Any]) -> Any:
+    """The planner's schema callback for undeclared streams with an input schema (None if none)."""
+    if not schemas:
+        return None
 
     def schema(name: str) -> Any:
-        found = next((k for k in case.input_schemas if k.lower() == name.lower()), None)
-        if found is not None:
-            return case.input_schemas[found].arrow_schema()
-        return resolve(name) if resolve is not None else None
+        found = next((k for k in schemas if k.lower() == name.lower()), None)
+        return schemas[found].arrow_schema() if found is not None else None
 
     return schema
 
@@ -351,20 +349,23 @@ def _run_inputs(
     return {o.name: sinks[o.stream] for o in program.outputs}, errors
 
 
-def _discover(case: Case) -> Any:
-    """Schemas of streams the program reads but does not declare (KDA's input streams), found
-    from the case's own input rows as the command line finds them from a source's first records."""
-    from engine.formats.discover import discover_schema
+def _discovered(case: Case) -> dict[str, Any]:
+    """KDA programs: input schemas of the streams they read without declaring them or being given
+    one, found from the case's own input rows as the command line finds them from a source's first
+    records (KDA's discovery: upper-case names, nested keys flattened, ``COL_`` for reserved words)."""
+    from engine.formats.kda_schema import discover_untruncated
     from engine.sql import kda
+    from engine.sql.parse import parse_program
 
-    def resolve(name: str) -> Any:
-        found = next((k for k in case.inputs if k.lower() == name.lower()), None)
-        if found is None:
-            return None
-        sample = [row for batch in case.inputs[found] for row in batch][:200]
-        return kda.discovered(discover_schema(sample, "json", None))
-
-    return resolve
+    if not kda.is_kda(parse_program(case.sql, case.path)):
+        return {}
+    given = {k.lower() for k in case.input_schemas}
+    found: dict[str, Any] = {}
+    for name, batches in case.inputs.items():
+        if name.lower() not in given:
+            sample = [row for batch in batches for row in batch][:200]
+            found[name] = discover_untruncated(sample, f"{case.path}: input {name}")
+    return found
 
 
 def run_case(
@@ -381,23 +382,24 @@ def run_case(
 
     plan_opts, run_opts = _options(case)
     where = case.program_path or case.path
-    program = compile_program(case.sql, where, _with_input_schemas(case, _discover(case)), plan_opts)
+    schemas = {**_discovered(case), **case.input_schemas}
+    program = compile_program(case.sql, where, _with_input_schemas(schemas), plan_opts)
     inputs = splits if splits is not None else case.inputs
     pauses = waits if waits is not None else (case.waits if splits is None else {})
     runs = []
     if restore_after is None:
-        runs.append(_run_inputs(program, inputs, pauses, run_opts, input_schemas=case.input_schemas))
+        runs.append(_run_inputs(program, inputs, pauses, run_opts, input_schemas=schemas))
     else:
         with tempfile.TemporaryDirectory() as directory:
             first = RunOptions(**{**run_opts.__dict__, "stop_after_batches": restore_after})
             runs.append(
-                _run_inputs(program, inputs, pauses, first, checkpoint_dir=directory, input_schemas=case.input_schemas)
+                _run_inputs(program, inputs, pauses, first, checkpoint_dir=directory, input_schemas=schemas)
             )
             # a new process would re-plan
-            again = compile_program(case.sql, where, _with_input_schemas(case, _discover(case)), plan_opts)
+            again = compile_program(case.sql, where, _with_input_schemas(schemas), plan_opts)
             _, run_opts = _options(case)  # and have a new clock
             runs.append(
-                _run_inputs(again, inputs, pauses, run_opts, checkpoint_dir=directory, input_schemas=case.input_schemas)
+                _run_inputs(again, inputs, pauses, run_opts, checkpoint_dir=directory, input_schemas=schemas)
             )
     outputs: dict[str, list[dict[str, Any]]] = {}
     shown = {o.name for o in program.outputs if not o.optional} | set(case.outputs)

@@ -225,9 +225,9 @@ class _MemorySink:
 
 
 def _cells(batch: pa.Table) -> list[list[str]]:
-    from connectors.stdio import _display_column
+    from connectors.stdio import display_column
 
-    columns = [_display_column(batch.column(i)) for i in range(batch.num_columns)]
+    columns = [display_column(batch.column(i)) for i in range(batch.num_columns)]
     return [list(row) for row in zip(*columns)] if columns else []
 
 

@@ -403,6 +403,20 @@ _VALID_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _MAX_DEPTH = 2  # nested objects are flattened down to $.a.b; deeper objects stay JSON text
 
 
+def discover_untruncated(sample: Iterable[bytes], where: str | None = None) -> InputSchema:
+    """``discover_input_schema`` of JSON records without text lengths: how KDA programs run without
+    an input schema get theirs. KDA's ``VARCHAR(n)`` guessed from a sample would cut longer values
+    met later, silently; here text columns are plain ``VARCHAR``."""
+    import dataclasses
+
+    found = discover_input_schema(sample, "json", where=where)
+    columns = tuple(
+        dataclasses.replace(c, sql_type="VARCHAR", max_length=None) if c.max_length is not None else c
+        for c in found.columns
+    )
+    return dataclasses.replace(found, columns=columns)
+
+
 def discover_input_schema(
     payloads: Iterable[bytes],
     fmt: str,
