@@ -787,7 +787,7 @@ def _fixed_column_log_parse(node: exp.Anonymous) -> exp.Expr:
     text = _literal_arg(node, columns, fname, "column list")
     fields = []
     for name, dtype, start, length in _column_defs(text, columns, fname, fixed=True):
-        piece = _call("substring", s, _lit(start + 1), *([_lit(length)] if length is not None else []))
+        piece = _call("substring", s.copy(), _lit(start + 1), *([_lit(length)] if length is not None else []))
         fields.append(exp.PropertyEQ(this=exp.to_identifier(name, quoted=True), expression=_typed(piece, dtype)))
     return exp.Case(
         ifs=[

@@ -215,7 +215,10 @@ def _has_aggregate(select: exp.Select) -> bool:
         if item is None:
             continue
         for node in item.find_all(exp.AggFunc):
-            if not isinstance(node.parent, exp.Window) and not _in_subquery(node, select):
+            parent = node.parent
+            while isinstance(parent, (exp.IgnoreNulls, exp.RespectNulls)):
+                parent = parent.parent  # LAG(x) IGNORE NULLS OVER w
+            if not isinstance(parent, exp.Window) and not _in_subquery(node, select):
                 return True
     return False
 

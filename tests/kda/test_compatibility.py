@@ -164,13 +164,13 @@ SNIPPETS: dict[int, Snippet] = {
         T,
         dest(*SYM_PRICE),
     ),
-    # the part that works: NOT NULL on a declared source stream
+    # a NULL into a NOT NULL column of a stream a pump fills: the row goes to the error stream
     4: Snippet(
-        f"CREATE STREAM {SRC} (ts TIMESTAMP, ticker_symbol VARCHAR(4) NOT NULL, price DOUBLE);\n"
-        f"SELECT STREAM ticker_symbol FROM {SRC};",
+        'CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (sym VARCHAR(4) NOT NULL, price DOUBLE);\n'
+        + pump(f"SELECT STREAM ticker_symbol, price FROM {SRC}"),
         [T[0], {"ts": "2024-05-01T10:00:10Z", "PRICE": 1.0}],
-        out({"TICKER_SYMBOL": "AMZN"}),
-        errors=[{"reason": "type", "source_offset": "SOURCE_SQL_STREAM_001:1"}],
+        dest({"SYM": "AMZN", "PRICE": 100.0}),
+        errors=[{"reason": "eval", "source_offset": "SOURCE_SQL_STREAM_001:1"}],
     ),
     5: Snippet(
         DEST + pump(f"SELECT STREAM ticker_symbol, price FROM {SRC} WHERE price > 100"),
@@ -299,7 +299,7 @@ SNIPPETS: dict[int, Snippet] = {
         out({"TICKER_SYMBOL": "TGT"}, {"TICKER_SYMBOL": "AMZN"}),
     ),
     29: Snippet(
-        f"SELECT STREAM ticker_symbol AS x FROM {SRC} WHERE price > 101 UNION ALL SELECT STREAM sector AS x FROM {SRC} WHERE price < 60;",
+        f"SELECT STREAM ticker_symbol AS x FROM {SRC} WHERE price > 101 UNION ALL SELECT STREAM sector FROM {SRC} WHERE price < 60;",
         T,
         out({"X": "AMZN"}, {"X": "RETAIL"}),
     ),
@@ -592,14 +592,14 @@ SNIPPETS: dict[int, Snippet] = {
         ),
     ),
     74: Snippet(
-        f"SELECT STREAM LAG(price, 1, 0) OVER (PARTITION BY ticker_symbol ROWS 3 PRECEDING) AS p FROM {SRC} AS s;",
+        f"SELECT STREAM LAG(price, 1, 0) IGNORE NULLS OVER (PARTITION BY ticker_symbol ROWS 3 PRECEDING) AS p FROM {SRC} AS s;",
         T,
         out({"P": 0.0}, {"P": 0.0}, {"P": 100.0}, {"P": 102.0}),
     ),
     75: Snippet(
-        f"SELECT STREAM NTH_VALUE(price, 2) OVER (ROWS 3 PRECEDING) AS p FROM {SRC} AS s;",
+        f"SELECT STREAM NTH_VALUE(price, 2) OVER (ROWS 3 PRECEDING) AS p, NTH_VALUE(price, 2) FROM LAST IGNORE NULLS OVER (ROWS 3 PRECEDING) AS q FROM {SRC} AS s;",
         T,
-        out({"P": None}, {"P": 50.0}, {"P": 50.0}, {"P": 50.0}),
+        out({"P": None, "Q": None}, {"P": 50.0, "Q": 100.0}, {"P": 50.0, "Q": 50.0}, {"P": 50.0, "Q": 102.0}),
     ),
     # half-life 10 s: (100 * 0.5^0.3 + 50) / (0.5^0.3 + 1); (102 * 0.5^6 + 101) / (0.5^6 + 1)
     76: Snippet(
@@ -642,7 +642,13 @@ SNIPPETS: dict[int, Snippet] = {
     ),
     # the part that works: the interval is computed (written as [months, days, microseconds])
     84: single("(ts - TIMESTAMP '2024-05-01 09:00:00') MINUTE AS a", A=[0, 0, 3_600_000_000_000]),
-    85: single("EXTRACT(HOUR FROM ts) AS h, EXTRACT(MINUTE FROM ts) AS m, EXTRACT(DAY FROM ts) AS d", H=10, M=0, D=1),
+    85: single(
+        "EXTRACT(HOUR FROM ts) AS h, EXTRACT(MINUTE FROM ts) AS m, EXTRACT(DAY FROM ts) AS d, EXTRACT(SECOND FROM ts) AS sec",
+        H=10,
+        M=0,
+        D=1,
+        SEC=9.25,
+    ),
     86: single("UNIX_TIMESTAMP(ts) AS a, TO_TIMESTAMP(1714557609000) AS b", A=1714557609250, B="2024-05-01T10:00:09Z"),
     87: Snippet(
         f"SELECT STREAM TSDIFF(LAG(s.ts, 1) OVER (ROWS 1 PRECEDING), s.ts) / 1000 AS d FROM {SRC} AS s;",
@@ -733,7 +739,7 @@ SNIPPETS: dict[int, Snippet] = {
         out({"A": "x", "B": 12}),
     ),
     104: Snippet(
-        f"SELECT STREAM t.f.A AS a, t.f.B AS b, t.y.COLUMN2 AS msg FROM (SELECT STREAM FIXED_COLUMN_LOG_PARSE('ab12', 'A TYPE VARCHAR(2) START 0 FOR 2, B TYPE INTEGER START 2 FOR 2') AS f, "
+        f"SELECT STREAM t.f.A AS a, t.f.B AS b, t.y.COLUMN2 AS msg FROM (SELECT STREAM FIXED_COLUMN_LOG_PARSE(line, 'A TYPE VARCHAR(2) START 0 FOR 2, B TYPE INTEGER START 2 FOR 2') AS f, "
         f"SYS_LOG_PARSE('Oct 10 13:55:36 myhost hello world') AS y FROM {SRC}) AS t;",
         [{"ts": "2024-05-01T10:00:50Z", "line": "ab12"}],
         out({"A": "ab", "B": 12, "MSG": "myhost hello world"}),
@@ -813,16 +819,20 @@ SNIPPETS: dict[int, Snippet] = {
                     "ERROR_LEVEL": "ERROR",
                     "ERROR_NAME": "Evaluation_Error",
                     "PUMP_NAME": "P",
+                    "DATA_ROWTIME": "2024-05-01T10:00:02Z",
                     "REASON": "eval",
                     "SOURCE_OFFSET": "SOURCE_SQL_STREAM_001:1",
                 }
             ]
         },
     ),
+    # reserved words: quoted as names of a stream's columns; discovery renames record fields that
+    # are reserved words with COL_ (as KDA's discovery did)
     122: Snippet(
-        f'SELECT STREAM "VALUE", "USER" FROM {SRC};',
+        'CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("VALUE" INTEGER, "USER" VARCHAR(8));\n'
+        + pump(f"SELECT STREAM col_value, \"COL_USER\" FROM {SRC}"),
         [{"ts": "2024-05-01T10:00:09Z", "VALUE": 1, "USER": "u"}],
-        out({"VALUE": 1, "USER": "u"}),
+        dest({"VALUE": 1, "USER": "u"}),
     ),
 }
 # rows whose snippet is another row's
