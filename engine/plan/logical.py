@@ -279,3 +279,27 @@ class SortSpec(OperatorSpec):
 
     def sql_parts(self) -> list[tuple[str, str]]:
         return [("when a time bucket closes", self.order_sql)]
+
+
+@dataclass(frozen=True)
+class RcfSpec(OperatorSpec):
+    """KDA's ``RANDOM_CUT_FOREST``: each input row, in arrival order, comes out with
+    ``ANOMALY_SCORE`` (and ``ANOMALY_EXPLANATION`` when ``explanation``), scored by a streaming
+    Random Cut Forest over ``columns`` (see ``engine.operators.rcf``). ``seed`` comes from the
+    program, so a replay gives the same scores."""
+
+    columns: tuple[str, ...] = ()
+    trees: int = 100
+    sample_size: int = 256
+    time_decay: int = 100_000
+    shingle_size: int = 1
+    seed: int = 0
+    explanation: bool = False
+    directionality: bool = False
+
+    def sql_parts(self) -> list[tuple[str, str]]:
+        what = (
+            f"random cut forest over {', '.join(self.columns)}: {self.trees} trees, sample {self.sample_size}, "
+            f"time decay {self.time_decay}, shingle {self.shingle_size}"
+        )
+        return [("per row, in arrival order", what)]

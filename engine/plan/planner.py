@@ -725,8 +725,10 @@ class _Planner:
             table = tvf.this
             alias = source.alias or table.name
             stream = self._source(table, scope)
-        elif isinstance(source, exp.TableFromRows):
-            raise _err(source, "unsupported table function", hint="use TUMBLE, HOP, CUMULATE or SESSION")
+        elif isinstance(source, exp.TableFromRows):  # KDA's TABLE(F(CURSOR(...), ...))
+            from engine.plan.table_functions import plan_table_function
+
+            stream, alias = plan_table_function(self, source, name, scope)
         elif isinstance(source, exp.Subquery):
             sub_name = f"{name}/{source.alias or 'subquery'}"
             sub_key = self._query_into(source.this, sub_name, True, source, scope)

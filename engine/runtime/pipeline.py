@@ -55,6 +55,11 @@ def make_operator(
 
     if isinstance(spec, OverSpec):
         return OverOperator(spec, con)
+    from engine.operators.rcf import RcfOperator  # KDA's RANDOM_CUT_FOREST
+    from engine.plan.logical import RcfSpec
+
+    if isinstance(spec, RcfSpec):
+        return RcfOperator(spec, con)
     raise TypeError(f"no operator for {type(spec).__name__}")
 
 

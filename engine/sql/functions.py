@@ -38,23 +38,18 @@ from engine.errors import PlanError
 from engine.sql.dialect import Duckstream, IntervalQualifier, Step, position
 
 _TS_UNITS = ("YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND")
-UNSUPPORTED_TABLE_FUNCTIONS = (
-    "RANDOM_CUT_FOREST",
-    "RANDOM_CUT_FOREST_WITH_EXPLANATION",
-    "HOTSPOTS",
-    "TOP_K_ITEMS_TUMBLING",
-    "COUNT_DISTINCT_ITEMS_TUMBLING",
-    "GROUP_RANK",
-)
-    Functions DuckDB does not have are KDA's in every program; where KDA and DuckDB give the same
-    name different meanings (``SUBSTRING`` with a start below 1, ``SIMILAR TO``, one-argument
-    ``TO_TIMESTAMP``, ``EXTRACT(SECOND ...)``, ``CAST`` to a too-short ``VARCHAR(n)``), KDA's
-    meaning holds only in a KDA program (``kda``), DuckDB's elsewhere.
-
+# RANDOM_CUT_FOREST[_WITH_EXPLANATION], TOP_K_ITEMS_TUMBLING, COUNT_DISTINCT_ITEMS_TUMBLING: see
+# engine.plan.table_functions
+UNSUPPORTED_TABLE_FUNCTIONS = ("HOTSPOTS", "GROUP_RANK")
 
 
 def lower_functions(tree: exp.Expr, kda: bool = True) -> exp.Expr:
     """Rewrite KDA function calls in ``tree`` (a statement) into DuckDB SQL; returns a new tree.
+
+    Functions DuckDB does not have are KDA's in every program; where KDA and DuckDB give the same
+    name different meanings (``SUBSTRING`` with a start below 1, ``SIMILAR TO``, one-argument
+    ``TO_TIMESTAMP``, ``EXTRACT(SECOND ...)``, ``CAST`` to a too-short ``VARCHAR(n)``), KDA's
+    meaning holds only in a KDA program (``kda``), DuckDB's elsewhere.
 
     Raises ``PlanError`` (with line:column) for a bad literal pattern or an unsupported function.
     """
@@ -862,13 +857,13 @@ _CALLS: dict[str, Callable[[exp.Anonymous], exp.Expr]] = {
     "REGEX_LOG_PARSE": _regex_log_parse,
     "FAST_REGEX_LOG_PARSE": _fast_regex_log_parse,
     "W3C_LOG_PARSE": _w3c_log_parse,
-# KDA's meaning of a name DuckDB also has (see lower_functions)
-_KDA_ONLY = frozenset({exp.Substring, exp.SimilarTo, exp.Escape, exp.UnixToTime, exp.Extract, exp.Cast})
     "VARIABLE_COLUMN_LOG_PARSE": _variable_column_log_parse,
     "FIXED_COLUMN_LOG_PARSE": _fixed_column_log_parse,
     "SYS_LOG_PARSE": _sys_log_parse,
 }
 
+# KDA's meaning of a name DuckDB also has (see lower_functions)
+_KDA_ONLY = frozenset({exp.Substring, exp.SimilarTo, exp.Escape, exp.UnixToTime, exp.Extract, exp.Cast})
 _RULES: dict[type, Callable[..., exp.Expr]] = {  # each rule takes its own node type
     exp.Floor: _floor_ceil,
     exp.Ceil: _floor_ceil,
