@@ -732,11 +732,11 @@ class _Planner:
         elif isinstance(source, exp.Subquery):
             sub_name = f"{name}/{source.alias or 'subquery'}"
             sub_key = self._query_into(source.this, sub_name, True, source, scope)
-            stream = self.streams[sub_key]
-            alias = source.alias or sub_name
             table_alias = source.args.get("alias")
             if table_alias is not None and table_alias.columns:  # FROM (...) AS t(a, b, c)
                 sub_key = self._rename(sub_key, [c.name for c in table_alias.columns], table_alias)
+            stream = self.streams[sub_key]
+            alias = source.alias or sub_name
         elif isinstance(source, exp.Table):
             stream = self._source(source, scope)
             alias = source.alias or source.name

@@ -133,7 +133,6 @@ class Duckstream(DuckDB):
         }
         SCHEMA_UNNAMED_CONSTRAINTS = {*DuckDB.Parser.SCHEMA_UNNAMED_CONSTRAINTS, "WATERMARK"}
         TYPE_CONVERTERS = {**DuckDB.Parser.TYPE_CONVERTERS, exp.DType.TEXT: lambda t: _text_type(t)}
-        TYPE_CONVERTERS = {**DuckDB.Parser.TYPE_CONVERTERS, exp.DType.TEXT: lambda t: _text_type(t)}
 
         def _expect(self, ok: object, message: str, token: tokens.Token | None = None) -> None:
             if not ok:
@@ -367,16 +366,6 @@ class Duckstream(DuckDB):
             if type(expression) is exp.Property and isinstance(expression.this, exp.Literal):
                 return f"{self.sql(expression, 'this')} = {self.sql(expression, 'value')}"
             return super().property_sql(expression)
-
-
-def _text_type(dtype: exp.DataType) -> exp.DataType:
-    """VARCHAR(n) stays DuckDB's VARCHAR, its length kept in ``meta["size"]`` (KDA's CAST checks it)."""
-    size = dtype.expressions[0] if dtype.expressions else None
-    size = size.this if isinstance(size, exp.DataTypeParam) else size
-    if isinstance(size, exp.Literal) and size.is_int:
-        dtype.meta["size"] = int(size.this)
-    dtype.set("expressions", None)
-    return dtype
 
 
 def _text_type(dtype: exp.DataType) -> exp.DataType:
