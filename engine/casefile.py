@@ -392,15 +392,11 @@ def run_case(
     else:
         with tempfile.TemporaryDirectory() as directory:
             first = RunOptions(**{**run_opts.__dict__, "stop_after_batches": restore_after})
-            runs.append(
-                _run_inputs(program, inputs, pauses, first, checkpoint_dir=directory, input_schemas=schemas)
-            )
+            runs.append(_run_inputs(program, inputs, pauses, first, checkpoint_dir=directory, input_schemas=schemas))
             # a new process would re-plan
             again = compile_program(case.sql, where, _with_input_schemas(schemas), plan_opts)
             _, run_opts = _options(case)  # and have a new clock
-            runs.append(
-                _run_inputs(again, inputs, pauses, run_opts, checkpoint_dir=directory, input_schemas=schemas)
-            )
+            runs.append(_run_inputs(again, inputs, pauses, run_opts, checkpoint_dir=directory, input_schemas=schemas))
     outputs: dict[str, list[dict[str, Any]]] = {}
     shown = {o.name for o in program.outputs if not o.optional} | set(case.outputs)
     for sinks, _ in runs:

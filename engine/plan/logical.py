@@ -135,7 +135,6 @@ class SessionAggSpec(OperatorSpec):
         return [("per batch", self.filter_sql), ("when sessions close", self.final_sql)]
 
 
-
 @dataclass(frozen=True)
 class StaggerAggSpec(OperatorSpec):
     """KDA stagger windows (``WINDOWED BY STAGGER (PARTITION BY ... RANGE ...)``).
@@ -158,6 +157,7 @@ class StaggerAggSpec(OperatorSpec):
 
     def sql_parts(self) -> list[tuple[str, str]]:
         return [("per batch", self.filter_sql), ("when windows close", self.final_sql)]
+
 
 @dataclass(frozen=True)
 class OutputDef:

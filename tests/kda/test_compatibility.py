@@ -830,7 +830,7 @@ SNIPPETS: dict[int, Snippet] = {
     # are reserved words with COL_ (as KDA's discovery did)
     122: Snippet(
         'CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("VALUE" INTEGER, "USER" VARCHAR(8));\n'
-        + pump(f"SELECT STREAM col_value, \"COL_USER\" FROM {SRC}"),
+        + pump(f'SELECT STREAM col_value, "COL_USER" FROM {SRC}'),
         [{"ts": "2024-05-01T10:00:09Z", "VALUE": 1, "USER": "u"}],
         dest({"VALUE": 1, "USER": "u"}),
     ),
