@@ -804,10 +804,7 @@ class Session:
             connector = open_sink(None, stream.name, options=stream.options, where=stream.where)
         sink = _PumpSink(channel, connector, drop_rowtime=program.kda)
         runner = self._runner(program, {out_key: sink}, self._error_feed(program.pumps, job.name))
-        # The channel needs each row's ROWTIME (its time downstream); results of a KDA program
-        # drop it on the way out, so this runner writes as if the program were not KDA (the
-        # pipeline was built already, with KDA's integer division).
-        runner.program = replace(program, kda=False)
+        runner.keep_rowtime = True  # the channel needs each row's ROWTIME (its time downstream)
         channel.add_writer()
         self.errors.add_writer()
 

@@ -190,6 +190,7 @@ class Runner:
         self.inputs = [_Input(key, sources[key], program, self.options) for key in program.sources]
         self.sinks, self.error_sink, self.on_error = sinks, error_sink, on_error
         self.optional = {o.stream for o in program.outputs if o.optional}
+        self.keep_rowtime = False  # write KDA's ROWTIME to the sinks too (the REPL's pumps)
         self.stats = RunStats()
         self.epoch = Epoch(1)
         self.last_commit = self.options.clock()
@@ -217,7 +218,7 @@ class Runner:
         sink_states = resume[1].get("sinks", {}) if resume is not None else {}
         last = Epoch(resume[0]) if resume is not None else None
         for key, sink in self._all_sinks().items():
-            schema = ERROR_SCHEMA if key == ERRORS_KEY else _sink_schema(self.program, key)
+            schema = ERROR_SCHEMA if key == ERRORS_KEY else _sink_schema(self.program, key, self.keep_rowtime)
             sink.open(schema, last, sink_states.get(key))
         if resume is not None:
             self._restore(*resume)
@@ -439,7 +440,7 @@ class Runner:
             if sink is None and key in self.optional:  # KDA: a stream only other pumps read
                 continue
             for table in tables:
-                out = written(self.program, table)
+                out = written(self.program, table, self.keep_rowtime)
                 self.stats.rows_out[key] += out.num_rows
                 if sink is not None and out.num_rows:
                     sink.write(self.epoch, out)
@@ -539,14 +540,15 @@ def _reject_future(rows: pa.Table, stream: StreamDef, max_ahead_us: int) -> tupl
     return rows.filter(pc.invert(ahead)), errors
 
 
-def _sink_schema(program: Program, key: str) -> pa.Schema:
-    return written(program, program.streams[key].schema.empty_table()).schema
+def _sink_schema(program: Program, key: str, keep_rowtime: bool = False) -> pa.Schema:
+    return written(program, program.streams[key].schema.empty_table(), keep_rowtime).schema
 
 
-def written(program: Program, table: pa.Table) -> pa.Table:
+def written(program: Program, table: pa.Table, keep_rowtime: bool = False) -> pa.Table:
     """The columns of a result that leave the program: not the hidden ones, nor (KDA) ROWTIME,
-    which is the rows' time rather than a value (select it under another name to keep it)."""
+    which is the rows' time rather than a value (select it under another name to keep it), unless
+    ``keep_rowtime`` (the REPL's in-application streams need it downstream)."""
     out = visible(table)
-    if program.kda and "ROWTIME" in out.column_names:
+    if program.kda and not keep_rowtime and "ROWTIME" in out.column_names:
         out = out.drop_columns(["ROWTIME"])
     return out
