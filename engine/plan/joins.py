@@ -214,7 +214,10 @@ def _resolve(planner: _Planner, node: exp.Expr, name: str, scope: _Scope) -> _Si
         return _Side(planner.streams[key], node.alias or sub_name, node)
     if not isinstance(node, exp.Table):
         raise _err(node, f"unsupported join item {node.sql()[:40]!r}")
-    if planner._reference(node) is not None:
+    # A side of a windowed join is a stream when it can be one (declared, derived, or given a
+    # source): only then ask whether the name is a reference table (which would take the source).
+    known = node.name.lower() in planner.streams or node.name.lower() in scope.ctes
+    if not known and node.args.get("window") is None and planner._reference(node) is not None:
         raise _err(
             node,
             f"{node.name} is a reference table: it cannot be joined to a windowed stream or share a join with one",

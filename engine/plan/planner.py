@@ -415,6 +415,14 @@ class _Planner:
         key = name.lower()
         declared = self.streams.get(key)
         query = stmt.expression
+        if self.kda and (declared is None or not declared.declared):
+            raise _err(
+                target,
+                f'stream "{name}" does not exist',
+                hint="a pump writes into a stream declared with CREATE STREAM",
+            )
+        if self.kda:  # columns map by position: two items may have the same name
+            query = _unique_names(query)
         tmp_name = f"{name}#{len(self.operators) + 1}"
         pump = stmt.meta.get("pump")
         if pump:
@@ -428,6 +436,11 @@ class _Planner:
         if self.kda:  # ROWTIME is the row's time, not a value: it never maps to a column by position
             rowtime = next((f for f in data if f.name.upper() == kda.ROWTIME), None)
             data = [f for f in data if f.name.upper() != kda.ROWTIME]
+            wanted = len([f for f in declared.schema if f.name != kda.ROWTIME]) if declared is not None else 0
+            if columns is None and len(data) == wanted + 1 and any(f.name == kda.ARRIVAL_TIME for f in data):
+                # SELECT STREAM * of the input stream into a stream with the record's columns:
+                # APPROXIMATE_ARRIVAL_TIME is the input stream's own extra column, not one of them
+                data = [f for f in data if f.name != kda.ARRIVAL_TIME]
         if declared is not None and declared.derived is False and key in self.read and key not in self.producers:
             raise _err(stmt, f'stream "{name}" is read as a source and cannot also be written')
         if declared is not None and len(declared.schema) > 0:
@@ -1264,6 +1277,28 @@ class _Planner:
         if emit == "changes" or spec.allowed_lateness_us:
             self.changelog.add(name.lower())
         return spec, _output_schema(out_schema, emit)
+
+
+def _unique_names(query: exp.Expr) -> exp.Expr:
+    """A pump's query whose result columns have distinct names (they map by position, so two
+    items may share a name, as KDA allows): later duplicates get a suffix."""
+    if not isinstance(query, exp.Select):
+        return query
+    seen: set[str] = set()
+    items = []
+    for i, item in enumerate(query.expressions):
+        name = item.alias_or_name.upper() if isinstance(item, (exp.Alias, exp.Column)) else ""
+        if name and not (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)):
+            if name in seen and name != kda.ROWTIME:
+                body = item.this if isinstance(item, exp.Alias) else item
+                item = exp.alias_(body.copy(), f"{name}__{i + 1}", quoted=True)
+            seen.add(name)
+        items.append(item)
+    if len(items) == len(query.expressions) and all(a is b for a, b in zip(items, query.expressions)):
+        return query
+    query = query.copy()
+    query.set("expressions", items)
+    return query
 
 
 def _not_null(value: str, column: pa.Field, stream: str) -> str:

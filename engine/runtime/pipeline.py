@@ -123,6 +123,8 @@ class Pipeline:
                 continue
             self.last_input_wm[i] = wm
             rows = _concat(inputs) if inputs else _empty_like(self.program.streams[spec.input].schema)
+            if len(inputs) > 1:
+                rows = self._merge(spec.input, rows)
             out, errors = op.process(rows, wm)
             if errors is not None and errors.num_rows:
                 result.errors.append(errors)
@@ -131,6 +133,21 @@ class Pipeline:
                 if spec.output in self.output_keys:
                     result.outputs.setdefault(spec.output, []).append(out)
         return result
+
+    def _merge(self, key: str, rows: pa.Table) -> pa.Table:
+        """Rows that several producers wrote into one stream in this tick, in time order (then by
+        position): KDA merges a stream's writers by ROWTIME, and operators that depend on arrival
+        order (stagger windows, the random cut forest) then see the same order whatever the
+        micro-batches were (one row per tick gives that order too)."""
+        time_column = self.program.streams[key].time_column
+        if time_column is None or time_column not in rows.column_names:
+            return rows
+        order = (
+            [(time_column, "ascending"), (SEQ_COL, "ascending")]
+            if SEQ_COL in rows.column_names
+            else [(time_column, "ascending")]
+        )
+        return rows.sort_by(order)
 
     def state_size(self) -> tuple[int, int]:
         """(rows, bytes) held by every operator: partial aggregates, buffered rows, sessions."""

@@ -80,16 +80,24 @@ def _error(node: exp.Expr, message: str, hint: str | None = None) -> PlanError:
 def prepare(statements: list[exp.Expr]) -> KdaProgram:
     """Rewrite a KDA program's statements into the engine's dialect (see the module doc)."""
     out = KdaProgram([])
+    pumps: dict[str, int] = {}  # pump name (upper case) -> its statement's index in out.statements
     for stmt in statements:
         stmt = fold_identifiers(stmt)
         if isinstance(stmt, CreatePump):
             name = stmt.this.name
+            earlier = pumps.get(name.upper())
+            if earlier is not None and not stmt.args.get("replace"):
+                raise _error(stmt.this, f'pump "{name}" already exists', hint="CREATE OR REPLACE PUMP replaces it")
+            if earlier is not None:  # CREATE OR REPLACE PUMP: the later definition wins
+                out.statements[earlier] = exp.Semicolon()
             if stmt.args.get("stopped"):
                 out.stopped_pumps.append(name)
+                pumps.pop(name.upper(), None)
                 continue
             insert = stmt.expression
             insert.meta["pump"] = name
             stmt = insert
+            pumps[name.upper()] = len(out.statements)
         _check_names(stmt)
         for select in reversed(list(stmt.find_all(exp.Select))):  # inner queries first
             _rewrite_select(select)

@@ -44,6 +44,11 @@ def parse_program(text: str, path: str | None = None) -> list[exp.Expr]:
         desc = str(first.get("description") or err).strip()
         raise SqlError(_clean(desc, highlight), line, col, path) from None
     except TokenError as err:
+        open_at = _unterminated(text)
+        if open_at is not None:
+            offset, what = open_at
+            line, col = text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+            raise SqlError(f"{what} is never closed", line, col, path) from None
         m = _TOKEN_LINE.search(str(err))
         line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
         raise SqlError(f"cannot read the program: {str(err).splitlines()[0]}", line, col, path) from None
@@ -72,6 +77,35 @@ def _check_tokens(text: str, path: str | None) -> None:
         if tok.token_type == TokenType.COMMA and i + 1 < len(toks) and toks[i + 1].token_type in _AFTER_COMMA_BAD:
             nxt = toks[i + 1]
             raise SqlError(f"unexpected {nxt.text!r} after ','", *_where_tok(text, nxt), path, "remove the extra comma")
+
+
+def _unterminated(text: str) -> tuple[int, str] | None:
+    """(offset, what) of a string, quoted name or comment that the text never closes, or None."""
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end < 0:
+                return i, "a /* comment"
+            i = end + 2
+        elif ch in "'\"`":
+            j = i + 1
+            while True:
+                j = text.find(ch, j)
+                if j < 0:
+                    return i, "a quoted name" if ch != "'" else "a string"
+                if text.startswith(ch * 2, j):  # a doubled quote stands for itself
+                    j += 2
+                    continue
+                break
+            i = j + 1
+        else:
+            i += 1
+    return None
 
 
 def _token_at(text: str, line: object, col: object, highlight: str) -> object | None:

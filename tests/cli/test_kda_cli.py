@@ -132,3 +132,22 @@ def test_kda_program_mistakes_name_their_position(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["check", str(sql), "--source", f"S={data}"])
     assert result.exit_code != 0
     assert f"{sql}:4:53" in result.output and "only one ROWTIME expression" in result.output
+
+
+def test_two_sources_join_as_streams_when_windowed(tmp_path: Path) -> None:
+    """A --source that the program joins inside a windowed join is a stream, not reference data."""
+    sql = tmp_path / "join.sql"
+    sql.write_text(
+        'CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (order_id INTEGER, trade_id INTEGER);\n'
+        'CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"\n'
+        "SELECT STREAM o.order_id, t.trade_id\n"
+        'FROM "ORDERS" OVER (RANGE INTERVAL \'1\' MINUTE PRECEDING) AS o\n'
+        'JOIN "TRADES" OVER (RANGE INTERVAL \'1\' MINUTE PRECEDING) AS t ON o.order_id = t.order_id;\n'
+    )
+    orders, trades = tmp_path / "orders.jsonl", tmp_path / "trades.jsonl"
+    orders.write_text('{"T": "2024-05-01T10:00:00Z", "ORDER_ID": 1}\n{"T": "2024-05-01T10:00:30Z", "ORDER_ID": 2}\n')
+    trades.write_text('{"T": "2024-05-01T10:00:10Z", "ORDER_ID": 1, "TRADE_ID": 7}\n')
+    args = ["run", str(sql), "--source", f"ORDERS={orders}", "--source", f"TRADES={trades}"]
+    result = CliRunner().invoke(app, [*args, "--rowtime-from", "T"])
+    assert result.exit_code == 0, result.output
+    assert _lines(result.stdout) == [{"ORDER_ID": 1, "TRADE_ID": 7}]
