@@ -401,16 +401,7 @@ class Decoder:
         return self._finish(columns, good_offsets, positions[good], lambda idx: [kept[i] for i in idx], errors)
 
     def _parse_json(self, text: str) -> list[Any]:
-        try:
-            obj = json.loads(text)
-        except (ValueError, RecursionError) as err:
-            if not text.strip():
-                raise _BadRecord("blank record (only whitespace)") from None
-            if isinstance(err, json.JSONDecodeError):
-                raise _BadRecord(f"invalid JSON: {err.msg} (column {err.colno})") from None
-            raise _BadRecord(f"invalid JSON: {err}") from None
-        if type(obj) is not dict:
-            raise _BadRecord(f"a JSON {_json_kind(obj)} is not an object")
+        obj = json_object(text, _BadRecord)
         plan = self._plans.get(tuple(obj))
         if plan is None:
             plan = self._plan(tuple(obj))
@@ -653,6 +644,21 @@ class _Errors:
         )
         order = np.argsort(np.array(self.numbers, dtype=np.int64), kind="stable")
         return table.take(pa.array(order))
+
+
+def json_object(text: str, bad: type[Exception]) -> dict[str, Any]:
+    """One record's JSON object; raises ``bad`` with a one-line reason for anything else."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        if not text.strip():
+            raise bad("blank record (only whitespace)") from None
+        if isinstance(err, json.JSONDecodeError):
+            raise bad(f"invalid JSON: {err.msg} (column {err.colno})") from None
+        raise bad(f"invalid JSON: {err}") from None
+    if type(obj) is not dict:
+        raise bad(f"a JSON {_json_kind(obj)} is not an object")
+    return obj
 
 
 def _csv_settings(options: Mapping[str, Any] | None, stream: str) -> tuple[str, bool]:

@@ -128,11 +128,12 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, float):
         return "float"
     if isinstance(value, str):
-        return _text_kind(value)
+        return text_kind(value)
     return "string"
 
 
-def _text_kind(text: str) -> str:
+def text_kind(text: str) -> str:
+    """What a text value looks like: ``date``, ``timestamp`` or ``string``."""
     try:
         parse_date(text)
         return "date"
@@ -182,7 +183,7 @@ def _csv_kind(field: str) -> str:
         return "float"
     if field.lower() in ("true", "false"):
         return "bool"
-    return _text_kind(field)
+    return text_kind(field)
 
 
 def _type_for(seen: set[str]) -> pa.DataType:

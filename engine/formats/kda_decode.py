@@ -63,6 +63,7 @@ from engine.formats.decode import (
     _column,
     _Errors,
     _valid_text,
+    json_object,
 )
 from engine.formats.encode import lines_buffer
 from engine.formats.kda_schema import InputSchema, RecordColumn, split_csv_row
@@ -407,16 +408,7 @@ class KdaDecoder:
         return _Part(np.array(row_positions, dtype=np.int64), np.array(row_elements, dtype=np.int64), columns)
 
     def _parse_json(self, text: str) -> list[list[Any]]:
-        try:
-            obj = json.loads(text)
-        except (ValueError, RecursionError) as err:
-            if not text.strip():
-                raise _BadRecord("blank record (only whitespace)") from None
-            if isinstance(err, json.JSONDecodeError):
-                raise _BadRecord(f"invalid JSON: {err.msg} (column {err.colno})") from None
-            raise _BadRecord(f"invalid JSON: {err}") from None
-        if type(obj) is not dict:
-            raise _BadRecord(f"a JSON {_json_kind(obj)} is not an object")
+        obj: Any = json_object(text, _BadRecord)
         row_path = self.input_schema.row_path
         for depth, key in enumerate(row_path):
             obj = obj.get(key) if type(obj) is dict else None

@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from engine.errors import ConnectorError
 from engine.formats._coerce import INT_TEXT, NUMBER_TEXT
-from engine.formats.timestamps import parse_date, parse_timestamp
+from engine.formats.discover import text_kind
 from engine.formats.types import parse_type
 
 MAX_COLUMNS = 1000
@@ -504,7 +504,7 @@ class _Seen:
         elif isinstance(value, float):
             kind = "float"
         elif isinstance(value, str):
-            kind = _text_kind(value)
+            kind = text_kind(value)
         else:
             kind = "string"
         self.kinds.add(kind)
@@ -531,19 +531,6 @@ class _Seen:
         while size < self.longest:
             size *= 2
         return f"VARCHAR({min(size, 65534)})"
-
-
-def _text_kind(text: str) -> str:
-    try:
-        parse_date(text)
-        return "date"
-    except ValueError:
-        pass
-    try:
-        parse_timestamp(text)
-        return "timestamp"
-    except ValueError:
-        return "string"
 
 
 def _json_sample(payloads: Iterable[bytes], kinds: dict[tuple[str, ...], _Seen]) -> bool:

@@ -113,15 +113,11 @@ class WindowAggSpec(OperatorSpec):
 
 
 @dataclass(frozen=True)
-class SessionAggSpec(OperatorSpec):
-    """Session windows: rows of a partition key closer than ``gap_us`` share a session.
+class KeyedWindowSpec(OperatorSpec):
+    """What session and stagger windows share: rows of open windows are buffered per partition
+    key, and ``final_sql`` aggregates the rows of closed windows (``__state`` with ``__ws``/``__we``
+    set per window)."""
 
-    A session is ``[first, last + gap)``; sessions that touch or overlap merge. Rows of open
-    sessions are buffered; ``final_sql`` aggregates the rows of closed sessions (``__state``
-    with ``__ws``/``__we`` set per session).
-    """
-
-    gap_us: int = 0
     time_column: str = ""
     partition_sql: list[str] = field(default_factory=list)  # key expressions over __input
     filter_sql: str = ""  # __input -> rows that pass WHERE, with __t (time us) and __pk* keys
@@ -130,30 +126,31 @@ class SessionAggSpec(OperatorSpec):
     allowed_lateness_us: int = 0
     n_keys: int = 0
     source_stream: str = ""
+
+
+@dataclass(frozen=True)
+class SessionAggSpec(KeyedWindowSpec):
+    """Session windows: rows of a partition key closer than ``gap_us`` share a session.
+
+    A session is ``[first, last + gap)``; sessions that touch or overlap merge.
+    """
+
+    gap_us: int = 0
 
     def sql_parts(self) -> list[tuple[str, str]]:
         return [("per batch", self.filter_sql), ("when sessions close", self.final_sql)]
 
 
 @dataclass(frozen=True)
-class StaggerAggSpec(OperatorSpec):
+class StaggerAggSpec(KeyedWindowSpec):
     """KDA stagger windows (``WINDOWED BY STAGGER (PARTITION BY ... RANGE ...)``).
 
     The first row of a partition key opens ``[t0, t0 + range_us)`` at its own time ``t0``; the
     window holds every later-arriving row of that key whose time is before its end, and closes
-    when the watermark reaches the end. Like sessions, rows of open windows are buffered and
-    ``final_sql`` aggregates the rows of closed windows (``__state`` with ``__ws``/``__we``).
+    when the watermark reaches the end.
     """
 
     range_us: int = 0
-    time_column: str = ""
-    partition_sql: list[str] = field(default_factory=list)  # key expressions over __input
-    filter_sql: str = ""  # __input -> rows that pass WHERE, with __t (time us) and __pk* keys
-    final_sql: str = ""
-    emit: str = "final"
-    allowed_lateness_us: int = 0
-    n_keys: int = 0
-    source_stream: str = ""
 
     def sql_parts(self) -> list[tuple[str, str]]:
         return [("per batch", self.filter_sql), ("when windows close", self.final_sql)]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -41,6 +42,7 @@ from engine.sql.parse import parse_program
 from engine.types import MAX_TIME, SEQ_COL, WINDOW_END, WINDOW_START, WINDOW_TIME, WM_COL
 
 SchemaResolver = Callable[[str], "pa.Schema | None"]
+_Q = TypeVar("_Q", bound=exp.Expr)
 UNIT_US = {
     "MICROSECOND": 1,
     "MILLISECOND": 1_000,
@@ -1279,7 +1281,7 @@ class _Planner:
         return spec, _output_schema(out_schema, emit)
 
 
-def _unique_names(query: exp.Expr) -> exp.Expr:
+def _unique_names(query: _Q) -> _Q:
     """A pump's query whose result columns have distinct names (they map by position, so two
     items may share a name, as KDA allows): later duplicates get a suffix."""
     if not isinstance(query, exp.Select):

@@ -141,8 +141,8 @@ def test_two_sources_join_as_streams_when_windowed(tmp_path: Path) -> None:
         'CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (order_id INTEGER, trade_id INTEGER);\n'
         'CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"\n'
         "SELECT STREAM o.order_id, t.trade_id\n"
-        'FROM "ORDERS" OVER (RANGE INTERVAL \'1\' MINUTE PRECEDING) AS o\n'
-        'JOIN "TRADES" OVER (RANGE INTERVAL \'1\' MINUTE PRECEDING) AS t ON o.order_id = t.order_id;\n'
+        "FROM \"ORDERS\" OVER (RANGE INTERVAL '1' MINUTE PRECEDING) AS o\n"
+        "JOIN \"TRADES\" OVER (RANGE INTERVAL '1' MINUTE PRECEDING) AS t ON o.order_id = t.order_id;\n"
     )
     orders, trades = tmp_path / "orders.jsonl", tmp_path / "trades.jsonl"
     orders.write_text('{"T": "2024-05-01T10:00:00Z", "ORDER_ID": 1}\n{"T": "2024-05-01T10:00:30Z", "ORDER_ID": 2}\n')
