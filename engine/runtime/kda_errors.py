@@ -71,7 +71,8 @@ def kda_errors(errors: pa.Table, pumps: dict[str, str]) -> pa.Table:
 
 def _data_rowtimes(errors: pa.Table) -> pa.Array:
     """Each error row's ROWTIME: its event time, else the ROWTIME in its payload when the payload
-    is a row of a KDA stream (errors found after decoding carry the row as JSON)."""
+    is a row of a KDA stream (errors found after decoding carry the row as JSON), or the end of the
+    window whose result could not be computed (the ROWTIME that result would have had)."""
     import json
 
     from engine.formats.timestamps import parse_timestamp
@@ -80,7 +81,8 @@ def _data_rowtimes(errors: pa.Table) -> pa.Array:
     for when, payload in zip(errors["event_time"].cast(pa.int64()).to_pylist(), errors["payload"].to_pylist()):
         if when is None and payload:
             try:
-                text = json.loads(payload).get("ROWTIME")
+                row = json.loads(payload)
+                text = row.get("ROWTIME", row.get("window_end"))  # a window's result: its end
                 when = parse_timestamp(text) if isinstance(text, str) else None
             except (ValueError, AttributeError, UnicodeDecodeError):
                 when = None

@@ -98,7 +98,7 @@ class RowtimeStamper:
                 stream=self.stream,
                 step_id=f"rowtime:{self.stream}",
                 reason="missing_time",
-                messages=f"--rowtime-from {self.field}: the record has no time there",
+                messages=f"--rowtime-from {self.field}: no readable time there (missing, null or not a timestamp)",
             )
             keep = pc.invert(missing)
             rows, where, times = rows.filter(keep), where.filter(keep), times.filter(keep)
