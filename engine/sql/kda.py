@@ -269,6 +269,10 @@ def _rewrite_select(select: exp.Select) -> None:
         select.set("distinct", None)
         group = exp.Group(expressions=[i.copy() for i in items])
         select.set("group", group)
+    from_ = select.args.get("from_")
+    if from_ is not None and isinstance(from_.this, exp.TableFromRows) and isinstance(from_.this.this, WindowTVF):
+        _window_rowtime(select)  # a Flink window table function: its window's end is the row's time
+        return
     if isinstance(group, exp.Group) and group.expressions:
         _group_by_rowtime(select, group)
         return

@@ -79,3 +79,34 @@ def test_until_idle_waits_for_a_slow_start(kinesalite: Kinesalite, proxy: FaultP
     done = subprocess.run([*command, "--until-idle", "0.3s"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(out.read_text().splitlines()) == 200, done.stderr  # not ended before the stream was read
+
+
+def test_kda_program_reads_kinesis_metadata_columns(kinesalite: Kinesalite, tmp_path: Path) -> None:
+    """A KDA application over a Kinesis stream: SHARD_ID, PARTITION_KEY, SEQUENCE_NUMBER and
+    APPROXIMATE_ARRIVAL_TIME are columns of SOURCE_SQL_STREAM_001 (KDA checklist rows 17 and 18)."""
+    client = kinesalite.client()
+    stream = new_stream(client, 2)
+    client.put_records(
+        StreamName=stream,
+        Records=[{"Data": json.dumps({"TICKER": f"T{i}"}).encode(), "PartitionKey": f"k{i}"} for i in range(4)],
+    )
+    program = tmp_path / "app.sql"
+    program.write_text(
+        'CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" '
+        "(ticker VARCHAR(8), shard VARCHAR(64), pkey VARCHAR(8), arrived TIMESTAMP, seq VARCHAR(64));\n"
+        'CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"\n'
+        "SELECT STREAM ticker, SHARD_ID, PARTITION_KEY, APPROXIMATE_ARRIVAL_TIME, SEQUENCE_NUMBER\n"
+        'FROM "SOURCE_SQL_STREAM_001";\n'
+    )
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, **kinesalite.env(), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, str(ROOT / "cli.py"), "run", str(program), "-s", f"kinesis://{stream}"]
+    command += ["-o", f"DESTINATION_SQL_STREAM={out}", "--until-idle", "1s"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["TICKER"] for r in rows) == ["T0", "T1", "T2", "T3"]
+    for row in rows:
+        assert row["SHARD"].startswith("shardId-") and row["SEQ"].isdigit()
+        assert row["PKEY"] == "k" + row["TICKER"][1:]
+        assert row["ARRIVED"].startswith("20")  # the Kinesis record's own arrival stamp
