@@ -193,6 +193,7 @@ class Program:
     references: dict[str, ReferenceDef] = field(default_factory=dict)  # key -> reference table
     kda: bool = False  # KDA SQL: every stream has ROWTIME, which results do not write out
     pumps: dict[str, str] = field(default_factory=dict)  # step id prefix -> KDA pump name (error rows)
+    functions: list[str] = field(default_factory=list)  # CREATE FUNCTION: DuckDB macros to define first
 
     def stream(self, key: str) -> StreamDef:
         """The stream called ``key`` (case-insensitive)."""

@@ -243,6 +243,7 @@ class _Planner:
         self.retimed: set[str] = set()  # INSERT targets with their own WATERMARK: time starts again there
         self.references: dict[str, ReferenceDef] = {}
         self.kda = False  # a KDA SQL program (see engine.sql.kda)
+        self.functions: dict[str, str] = {}  # CREATE FUNCTION: lower-case name -> DuckDB macro SQL
         self.pumps: dict[str, str] = {}  # step id prefix -> pump name
 
     # ------------------------------------------------------------------ statements
@@ -274,6 +275,7 @@ class _Planner:
             self.references,
             kda=self.kda,
             pumps=self.pumps,
+            functions=list(self.functions.values()),
         )
 
     def _statement(self, stmt: exp.Expr) -> None:
@@ -289,6 +291,8 @@ class _Planner:
                 name = stmt.this.name
                 self._query_into(stmt.expression, name, declare=True, where_node=stmt)
                 return None
+            if kind == "FUNCTION":
+                return self._create_function(stmt)
             raise _err(stmt, f"CREATE {kind} is not supported (use CREATE TABLE, CREATE STREAM or CREATE VIEW)")
         if isinstance(stmt, exp.Insert):
             return self._insert(stmt)
@@ -303,6 +307,42 @@ class _Planner:
             raise _err(stmt, f'unknown statement "{word}"', hint="expected CREATE, INSERT INTO or SELECT")
         word = type(stmt).__name__.upper()
         raise _err(stmt, f"{word} statements are not supported", hint="a program holds CREATE, INSERT INTO and SELECT")
+
+    def _create_function(self, stmt: exp.Create) -> None:
+        """``CREATE [OR REPLACE] FUNCTION f(x TYPE, ...) RETURNS TYPE [CONTAINS SQL] RETURN expr``
+        (SQLstream's SQL functions): a DuckDB macro on every connection of the program."""
+        udf = stmt.this
+        body = stmt.expression
+        if not isinstance(udf, exp.UserDefinedFunction) or not isinstance(body, exp.Return):
+            raise _err(stmt, "a function is CREATE FUNCTION f(x TYPE, ...) RETURNS TYPE RETURN <expression>")
+        name = udf.this.name if isinstance(udf.this, exp.Table) else udf.name
+        if name.lower() in self.functions and not stmt.args.get("replace"):
+            raise _err(udf, f'function "{name}" is declared twice', hint="CREATE OR REPLACE FUNCTION replaces it")
+        params = [p.name for p in udf.expressions if isinstance(p, exp.ColumnDef)]
+        if len(params) != len(udf.expressions):
+            raise _err(udf, "each parameter of a function is NAME TYPE")
+        for column in body.find_all(exp.Column):
+            if column.table or column.name.lower() not in {p.lower() for p in params}:
+                raise _err(
+                    column, f'"{column.sql()}" is not a parameter of {name}', hint="a function sees only its parameters"
+                )
+        returns = next(
+            (
+                p.this
+                for p in (stmt.args.get("properties") or exp.Properties(expressions=[])).expressions
+                if isinstance(p, exp.ReturnsProperty)
+            ),
+            None,
+        )
+        value = _sql(body.this)
+        if returns is not None:
+            value = f"CAST(({value}) AS {returns.sql(dialect='duckdb')})"
+        sql = f"CREATE OR REPLACE MACRO {_q(name.lower())}({', '.join(_q(p) for p in params)}) AS {value}"
+        try:
+            self.con.execute(sql)
+        except duckdb.Error as err:
+            raise _err(stmt, _duck_message(err)) from None
+        self.functions[name.lower()] = sql
 
     def _where(self, node: exp.Expr) -> str:
         line, col = position(node)
@@ -841,7 +881,8 @@ class _Planner:
             if isinstance(item, exp.Alias) and any(ord(ch) < 32 for ch in item.alias):
                 raise _err(item, "a column name must not contain control characters")
         for call in select.find_all(exp.Anonymous):
-            if _inside_subquery(call, select) or call.name.lower() in _duckdb_functions():
+            known = call.name.lower() in _duckdb_functions() or call.name.lower() in self.functions
+            if _inside_subquery(call, select) or known:
                 continue
             close = difflib.get_close_matches(call.name.lower(), sorted(_duckdb_functions()), n=1)
             hint = f"did you mean {close[0]}?" if close else None

@@ -69,6 +69,8 @@ class Pipeline:
     def __init__(self, program: Program, con: duckdb.DuckDBPyConnection | None = None) -> None:
         self.program = program
         self.con = con or connect(integer_division=program.kda)
+        for sql in program.functions:  # the program's CREATE FUNCTIONs
+            self.con.execute(sql)
         self.clocks = {
             key: EventClock(program.streams[key].time_column, program.streams[key].delay_us) for key in program.sources
         }
