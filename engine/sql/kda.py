@@ -219,6 +219,8 @@ def _same(a: exp.Expr, b: exp.Expr) -> bool:
 
 
 def _has_aggregate(select: exp.Select) -> bool:
+    from engine.plan.planner import _inside_subquery
+
     for item in [*select.expressions, select.args.get("having")]:
         if item is None:
             continue
@@ -226,29 +228,13 @@ def _has_aggregate(select: exp.Select) -> bool:
             parent = node.parent
             while isinstance(parent, (exp.IgnoreNulls, exp.RespectNulls)):
                 parent = parent.parent  # LAG(x) IGNORE NULLS OVER w
-            if not isinstance(parent, exp.Window) and not _in_subquery(node, select):
+            if not isinstance(parent, exp.Window) and not _inside_subquery(node, select):
                 return True
-    return False
-
-
-def _in_subquery(node: exp.Expr, select: exp.Select) -> bool:
-    cur = node.parent
-    while cur is not None and cur is not select:
-        if isinstance(cur, (exp.Select, exp.Subquery)):
-            return True
-        cur = cur.parent
     return False
 
 
 def _output_name(item: exp.Expr) -> str:
     return item.alias_or_name if isinstance(item, (exp.Alias, exp.Column)) else ""
-
-
-def _has_star(select: exp.Select) -> bool:
-    return any(
-        isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
-        for e in select.expressions
-    )
 
 
 def _rewrite_select(select: exp.Select) -> None:
@@ -283,6 +269,8 @@ def _rewrite_select(select: exp.Select) -> None:
             "an aggregate over a stream needs GROUP BY with a ROWTIME bucket, or an OVER window",
             hint="e.g. GROUP BY STEP(s.ROWTIME BY INTERVAL '1' MINUTE)",
         )
+    from engine.plan.planner import _has_star
+
     if not _has_star(select) and not any(_output_name(e).upper() == ROWTIME for e in select.expressions):
         select.append("expressions", exp.column(ROWTIME))
 
