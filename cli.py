@@ -371,23 +371,12 @@ ERROR_STREAM = "error_stream"
 
 def _rowtime_fields(program: Program, values: list[str] | None) -> dict[str, str]:
     """``--rowtime-from [STREAM=]FIELD`` values as stream key (``*`` for every source) -> field."""
-    fields: dict[str, str] = {}
-    stamped = [k for k in program.sources if program.streams[k].rowtime]
-    for value in values or []:
-        m = _NAMED.match(value)
-        key, name = (m.group(1).lower(), m.group(2)) if m else ("*", value)
-        if not stamped:
-            raise ConnectorError(
-                "only KDA programs (with pumps or SELECT STREAM) have a ROWTIME to take", where="--rowtime-from"
-            )
-        if key != "*" and key not in stamped:
-            names = ", ".join(program.streams[k].name for k in stamped)
-            given = m.group(1) if m else key
-            raise ConnectorError(f"{given!r} is not an input stream (they are {names})", where="--rowtime-from")
-        if not name.strip():
-            raise ConnectorError("give the name of a record field", where="--rowtime-from")
-        fields[key] = name.strip()
-    return fields
+    from engine.runtime.rowtime import rowtime_fields
+
+    stamped = {k: program.streams[k].name for k in program.sources if program.streams[k].rowtime}
+    return rowtime_fields(
+        values or [], stamped, "only KDA programs (with pumps or SELECT STREAM) have a ROWTIME to take"
+    )
 
 
 def _error_sink(program: Program, errors: str | None, sinks: _Bindings) -> Any:

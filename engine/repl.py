@@ -1458,18 +1458,10 @@ def main(
             unnamed.append(value)
     for n, uri in enumerate(unnamed, start=1):
         named[f"SOURCE_SQL_STREAM_{n:03d}"] = uri
-    fields: dict[str, str] = {}
-    keys = {k.lower(): k for k in named}
-    for value in rowtime_from:
-        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", value)
-        key, given = (m.group(1).lower(), m.group(2).strip()) if m else ("*", value.strip())
-        if key != "*" and key not in keys:
-            raise ConnectorError(f"{m.group(1) if m else key!r} is not a --source stream", where="--rowtime-from")
-        if not given:
-            raise ConnectorError("give the name of a record field", where="--rowtime-from")
-        fields[key] = given
-    if fields and not named:
-        raise ConnectorError("there is no --source to take ROWTIME from", where="--rowtime-from")
+    from engine.runtime.rowtime import rowtime_fields
+
+    sources = {k.lower(): k for k in named}
+    fields = rowtime_fields(rowtime_from, sources, "there is no --source to take ROWTIME from")
     scripted = execute is not None or file is not None or not sys.stdin.isatty()
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     err_console = Console(stderr=True, highlight=False, soft_wrap=True)

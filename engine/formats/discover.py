@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -102,16 +102,21 @@ def is_source_metadata(field: pa.Field) -> bool:
     return bool(field.metadata) and field.metadata.get(b"duckstream") == b"source-metadata"
 
 
-def _json_kinds(payloads: list[bytes]) -> dict[str, set[str]] | None:
-    kinds: dict[str, set[str]] = {}
-    found = False
+def sample_objects(payloads: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The records of a sample that are JSON objects (others are skipped: discovery guesses)."""
     for payload in payloads:
         try:
             obj = json.loads(payload.decode("utf-8").removeprefix(_BOM))
         except (UnicodeDecodeError, ValueError, RecursionError):
             continue
-        if not isinstance(obj, dict):
-            continue
+        if isinstance(obj, dict):
+            yield obj
+
+
+def _json_kinds(payloads: list[bytes]) -> dict[str, set[str]] | None:
+    kinds: dict[str, set[str]] = {}
+    found = False
+    for obj in sample_objects(payloads):
         found = True
         for key, value in obj.items():
             seen = kinds.setdefault(key, set())

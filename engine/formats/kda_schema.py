@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from engine.errors import ConnectorError
 from engine.formats._coerce import INT_TEXT, NUMBER_TEXT
-from engine.formats.discover import text_kind
+from engine.formats.discover import sample_objects, text_kind
 from engine.formats.types import parse_type
 
 MAX_COLUMNS = 1000
@@ -535,14 +535,9 @@ class _Seen:
 
 def _json_sample(payloads: Iterable[bytes], kinds: dict[tuple[str, ...], _Seen]) -> bool:
     found = False
-    for payload in payloads:
-        try:
-            obj = json.loads(payload.decode("utf-8").removeprefix(_BOM))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            continue
-        if isinstance(obj, dict):
-            found = True
-            _walk(obj, (), kinds)
+    for obj in sample_objects(payloads):
+        found = True
+        _walk(obj, (), kinds)
     return found
 
 

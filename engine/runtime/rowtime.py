@@ -13,6 +13,8 @@ before that clamp: the record's own arrival.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,33 @@ from engine.sql.kda import ARRIVAL_TIME, ROWTIME
 from engine.types import MIN_TIME, SEQ_COL, TS_TYPE
 
 _MS = 1_000
+
+
+def rowtime_fields(values: Iterable[str], streams: Mapping[str, str], nothing_to_stamp: str) -> dict[str, str]:
+    """``--rowtime-from [STREAM=]FIELD`` values as stream key (``*`` for every input) -> field.
+
+    Args:
+        values: the option's values.
+        streams: the input streams that get a ROWTIME, key -> name.
+        nothing_to_stamp: the message when there is none.
+
+    Raises:
+        ConnectorError: naming ``--rowtime-from``, for an unknown stream or an empty field name.
+    """
+    fields: dict[str, str] = {}
+    for value in values:
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", value)
+        key, name = (m.group(1).lower(), m.group(2).strip()) if m else ("*", value.strip())
+        if not streams:
+            raise ConnectorError(nothing_to_stamp, where="--rowtime-from")
+        if key != "*" and key not in streams:
+            given = m.group(1) if m else key
+            names = ", ".join(streams.values())
+            raise ConnectorError(f"{given!r} is not an input stream (they are {names})", where="--rowtime-from")
+        if not name:
+            raise ConnectorError("give the name of a record field", where="--rowtime-from")
+        fields[key] = name
+    return fields
 
 
 class RowtimeStamper:
